@@ -1,0 +1,55 @@
+"""Model hyper-parameters of L3C (paper Sec. 3, l3c_spec.md Sec. 2)."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class L3CConfig:
+  """Frozen L3C model configuration. Defaults are the paper's (L3C-PyTorch `cr.cf`).
+
+  Attributes:
+    num_scales: S, number of auto-encoder scales (`num_scales`).
+    num_channels: C_f, feature channels everywhere (`Cf`).
+    num_res_blocks: ResBlocks per encoder and per decoder (`enc/dec.num_blocks`).
+    latent_channels: C_q, bottleneck channels of each z^(s) (`q.C`).
+    num_levels: L, quantization levels of z (`q.L`).
+    levels_min: lowest quantization center (`q.levels_range[0]`).
+    levels_max: highest quantization center (`q.levels_range[1]`).
+    soft_sigma: sigma of the soft quantizer softmax(-sigma * d^2) (`q.sigma`).
+    num_mixtures: K, logistic components per sub-pixel (`prob.K`).
+    log_scale_min: lower clamp of the logistic log-scales.
+    rgb_bicubic_baseline: the paper's learned "RGB" baseline (Fig. A2): the encoders are replaced by a
+      bicubic x0.5 pyramid and every scale is predicted with the 256-level RGB mixture.
+  """
+  num_scales: int = 3
+  num_channels: int = 64
+  num_res_blocks: int = 8
+  latent_channels: int = 5
+  num_levels: int = 25
+  levels_min: float = -1.0
+  levels_max: float = 1.0
+  soft_sigma: float = 2.0
+  num_mixtures: int = 10
+  log_scale_min: float = -7.0
+  rgb_bicubic_baseline: bool = False
+
+  @property
+  def padding_factor(self) -> int:
+    """Images are padded to a multiple of 2^S so every scale has integer size."""
+    return 2 ** self.num_scales
+
+  def replace(self, **kwargs) -> "L3CConfig":
+    return dataclasses.replace(self, **kwargs)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "L3CConfig":
+    """Builds a config from a dict; unknown keys raise, so typos fail loudly."""
+    return cls(**d)
+
+
+PAPER = L3CConfig()
+# The configuration of the official parity fixture (../shared/reference/l3c_pytorch_tiny).
+REFERENCE_TINY = L3CConfig(num_channels=16, num_res_blocks=2)

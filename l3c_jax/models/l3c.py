@@ -1,0 +1,163 @@
+"""The L3C network: S encoders E^(s), decoders D^(s) and probability heads (paper Fig. 2).
+
+Scale indexing follows the paper: z^(0) := x, encoder E^(s) produces z^(s) (s = 1..S), decoder
+D^(s) turns z^(s) (plus f^(s+1)) into f^(s), and head s predicts z^(s-1) from f^(s). In Python
+lists the entry for paper scale s is at index s - 1.
+"""
+
+from typing import Optional, Tuple
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from l3c_jax.models import layers
+from l3c_jax.models import quantizer
+from l3c_jax.models.config import L3CConfig
+
+
+def head_channels(config: L3CConfig, s: int) -> int:
+  """K_p of the head on f^(s): 4*3*K for the RGB head (s = 1, with coupling), 3*C_q*K else."""
+  if s == 1:
+    return 4 * 3 * config.num_mixtures
+  return 3 * config.latent_channels * config.num_mixtures
+
+
+@flax.struct.dataclass
+class L3COutput:
+  """Everything one forward pass produces (tuples indexed by paper scale s - 1).
+
+  Attributes:
+    symbols: S arrays [B, H/2^s, W/2^s, C_q] int32, the symbols of z^(s).
+    z: S arrays [B, H/2^s, W/2^s, C_q] float32, quantized values (straight-through in training).
+    head_params: S arrays; entry s-1 is head s on f^(s), [B, H/2^(s-1), W/2^(s-1), K_p],
+      predicting z^(s-1) (entry 0 predicts the pixels x).
+  """
+  symbols: Tuple[jax.Array, ...]
+  z: Tuple[jax.Array, ...]
+  head_params: Tuple[jax.Array, ...]
+
+
+class Encoder(nn.Module):
+  """E^(s) after its input conv: 5x5/2 downsampling, EDSR body with skip, 1x1 bottleneck."""
+  config: L3CConfig
+
+  @nn.compact
+  def __call__(self, e_in):
+    c = self.config
+    d = layers.Conv(c.num_channels, 5, stride=2, name="down")(e_in)
+    feat = layers.ResBody(c.num_channels, c.num_res_blocks, name="body")(d)   # F^(s)
+    y = layers.Conv(c.latent_channels, 1, name="to_latent")(feat)
+    return feat, y
+
+
+class Decoder(nn.Module):
+  """D^(s): 1x1 head on z^(s), fusion by addition of f^(s+1), EDSR body, conv + pixel shuffle."""
+  config: L3CConfig
+
+  @nn.compact
+  def __call__(self, z, f_above: Optional[jax.Array]):
+    c = self.config
+    h = layers.Conv(c.num_channels, 1, name="head")(z)
+    if f_above is not None:
+      h = h + f_above
+    g = layers.ResBody(c.num_channels, c.num_res_blocks, name="body")(h)
+    return layers.pixel_shuffle(layers.Conv(4 * c.num_channels, 3, name="upsample")(g))
+
+
+class ProbHead(nn.Module):
+  """Atrous probability classifier: 3x3 convs at dilation 1, 2, 4 in parallel, concat, 1x1."""
+  num_channels: int
+  out_channels: int
+
+  @nn.compact
+  def __call__(self, f):
+    branches = [layers.Conv(self.num_channels, 3, dilation=r, name=f"atrous{r}")(f)
+                for r in (1, 2, 4)]
+    return layers.Conv(self.out_channels, 1, name="out")(jnp.concatenate(branches, axis=-1))
+
+
+class L3C(nn.Module):
+  """The full L3C model. NHWC; input pixels are float32 in 0..255.
+
+  Methods (use with `model.apply(variables, ..., method=...)`):
+    __call__(x, train): training/evaluation forward pass of all scales -> L3COutput.
+    encode(x, train): encoders only -> (symbols, z) tuples.
+    decode_scale(s, z_s, f_above): D^(s) and head s -> (f^(s), head params). The codec calls
+      only this (on encoder and decoder side alike) so both compute identical tables.
+  """
+  config: L3CConfig
+
+  def setup(self):
+    c = self.config
+    self.input_shift = layers.AffineConv1x1(
+        scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
+    self.input_scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
+    self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
+    self.encoders = [Encoder(c) for _ in range(c.num_scales)]
+    self.decoders = [Decoder(c) for _ in range(c.num_scales)]
+    self.prob_heads = [ProbHead(c.num_channels, head_channels(c, s))
+                       for s in range(1, c.num_scales + 1)]
+
+  def levels(self) -> jax.Array:
+    c = self.config
+    return jnp.asarray(quantizer.quantization_levels(c.num_levels, c.levels_min, c.levels_max))
+
+  def encode(self, x: jax.Array, train: bool = False):
+    """Runs E^(1..S).
+
+    Args:
+      x: [B, H, W, 3] float32 pixels in 0..255, H and W multiples of 2^S.
+      train: straight-through quantization if True, hard otherwise.
+    Returns:
+      (symbols, z): tuples of S arrays [B, H/2^s, W/2^s, C_q] (int32 resp. float32).
+    """
+    c = self.config
+    levels = self.levels()
+    feat = self.input_scale(self.input_shift(x))
+    symbols, zs = [], []
+    for s in range(c.num_scales):
+      feat, y = self.encoders[s](self.enc_inputs[s](feat))
+      z, sym = quantizer.quantize(y, levels, c.soft_sigma, train)
+      symbols.append(sym)
+      zs.append(z)
+    return tuple(symbols), tuple(zs)
+
+  def decode_scale(self, s: int, z_s: jax.Array, f_above: Optional[jax.Array]):
+    """D^(s) and head s (paper scale s in 1..S; f_above is None for s = S).
+
+    Args:
+      s: static paper scale index.
+      z_s: [B, h, w, C_q] quantized values of z^(s).
+      f_above: [B, h, w, C_f] feature f^(s+1), or None at the coarsest scale.
+    Returns:
+      (f_s [B, 2h, 2w, C_f], head params [B, 2h, 2w, K_p]).
+    """
+    f_s = self.decoders[s - 1](z_s, f_above)
+    return f_s, self.prob_heads[s - 1](f_s)
+
+  def __call__(self, x: jax.Array, train: bool = False) -> L3COutput:
+    symbols, zs = self.encode(x, train)
+    head_params = [None] * self.config.num_scales
+    f = None
+    for s in range(self.config.num_scales, 0, -1):
+      f, head_params[s - 1] = self.decode_scale(s, zs[s - 1], f)
+    return L3COutput(symbols=symbols, z=zs, head_params=tuple(head_params))
+
+
+def init_params(config: L3CConfig, rng: jax.Array, image_size: int = 16):
+  """Initializes the model's parameters (PyTorch default init) -> params pytree."""
+  size = max(image_size, config.padding_factor)
+  x = jnp.zeros((1, size, size, 3), jnp.float32)
+  return L3C(config).init(rng, x)["params"]
+
+
+def param_shapes(config: L3CConfig):
+  """Parameter shapes without compiling or allocating (jax.eval_shape)."""
+  return jax.eval_shape(lambda k: init_params(config, k), jax.random.key(0))
+
+
+def count_params(params) -> int:
+  return int(sum(int(jnp.size(p)) if hasattr(p, "size") else 0
+                 for p in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,109 @@
+"""Convolutions with L3C-PyTorch's padding and initialization, ResBlocks, sub-pixel upsampling."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# EDSR's DIV2K RGB mean, subtracted (times 255) from the input (`sub_rgb_mean`).
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+# PyTorch's default Conv2d init: kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(fan_in)) for the kernel.
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def _torch_bias_init(fan_in: int):
+  bound = 1.0 / np.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class Conv(nn.Module):
+  """Square conv with symmetric padding (k//2 * dilation) and PyTorch default init. NHWC.
+
+  NOTE(l3c-pytorch): explicit symmetric padding, never XLA 'SAME', which pads (1, 2) for the
+  5x5 stride-2 conv on even sizes and would shift the sampling grid against the reference.
+  """
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  dilation: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    pad = (self.kernel_size // 2) * self.dilation
+    fan_in = x.shape[-1] * self.kernel_size * self.kernel_size
+    return nn.Conv(
+        self.features, (self.kernel_size, self.kernel_size),
+        strides=(self.stride, self.stride),
+        padding=((pad, pad), (pad, pad)),
+        kernel_dilation=(self.dilation, self.dilation),
+        kernel_init=torch_kernel_init,
+        bias_init=_torch_bias_init(fan_in),
+        name="conv")(x)
+
+
+class AffineConv1x1(nn.Module):
+  """A 1x1 conv 3->3 initialized to the affine map x * scale + bias (input normalization).
+
+  NOTE(l3c-pytorch): L3C-PyTorch sets `requires_grad=False` on the module object, which has no
+  effect, so its two input-normalization convs are trainable parameters (and counted in the
+  5,008,395). We keep them as ordinary parameters for the same count and exact weight import.
+  """
+  scale: float
+  bias: Sequence[float]
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    kernel = self.param(
+        "kernel", lambda k, s: (np.eye(c, dtype=np.float32) * self.scale).reshape(s), (1, 1, c, c))
+    bias = self.param("bias", lambda k, s: np.asarray(self.bias, np.float32).reshape(s), (c,))
+    return jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0]) + bias
+
+
+class ResBlock(nn.Module):
+  """EDSR residual block: x + conv(relu(conv(x))), no normalization."""
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = Conv(self.features, 3, name="conv0")(x)
+    h = Conv(self.features, 3, name="conv1")(nn.relu(h))
+    return x + h
+
+
+class ResBody(nn.Module):
+  """`num_blocks` ResBlocks, a final 3x3 conv and a global skip (EDSR body)."""
+  features: int
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = x
+    for b in range(self.num_blocks):
+      h = ResBlock(self.features, name=f"block{b}")(h)
+    return x + Conv(self.features, 3, name="final")(h)
+
+
+def pixel_shuffle(x: jax.Array, factor: int = 2) -> jax.Array:
+  """Depth-to-space with PyTorch's PixelShuffle channel order.
+
+  out[b, factor*h + i, factor*w + j, c] = x[b, h, w, c*factor^2 + i*factor + j] (the channel is the
+  outermost part of the split; TF's depth_to_space puts it innermost).
+
+  Args:
+    x: [B, H, W, C * factor^2].
+  Returns:
+    [B, H * factor, W * factor, C].
+  """
+  b, h, w, cr = x.shape
+  c = cr // (factor * factor)
+  x = x.reshape(b, h, w, c, factor, factor)
+  x = x.transpose(0, 1, 4, 2, 5, 3)
+  return x.reshape(b, h * factor, w * factor, c)
