@@ -1,0 +1,1 @@
+"""Training: config system, pure steps, checkpoints and the training loop."""

@@ -1,0 +1,126 @@
+"""Training hyper-parameters (the one config system behind experiments/*.py and their flagfiles).
+
+`ExperimentConfig` = model (`L3CConfig`) + training (`TrainConfig`). `define_flags` registers one
+absl flag per field as `--model.<field>` / `--train.<field>`, so flagfiles read like
+`--model.num_channels=32`; `from_flags` builds the frozen configs back (unknown names fail in absl).
+"""
+
+import dataclasses
+from typing import Tuple
+
+from l3c_jax.models.config import L3CConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Optimization, data and bookkeeping settings. Defaults are the paper recipe (spec 5.2, 5.3).
+
+  Attributes:
+    crop_size: side of the random training crops (`crop` in oi.cf).
+    batch_size: global batch size (split over all devices).
+    random_flip: random horizontal flips.
+    num_workers: image-decoding threads of the loader.
+    learning_rate: initial learning rate (`lr.initial`).
+    rmsprop_decay: RMSprop alpha (PyTorch default 0.99).
+    rmsprop_eps: RMSprop epsilon, added after the square root as in PyTorch.
+    lr_decay_factor: staircase decay factor (`exp_0.75_e5`: 0.75).
+    lr_decay_epochs: decay every this many epochs (`exp_0.75_e5`: 5).
+    lr_decay_steps: if > 0, decay every this many steps instead (stretching the schedule to a
+      budget that has nothing to do with epochs).
+    grad_clip_norm: global-norm gradient clipping; 0 disables it (the paper does not clip).
+    num_steps: total training steps.
+    seed: seed of the initialization and of the data order.
+    log_every: steps between train metric lines.
+    eval_every: steps between validation runs.
+    checkpoint_every: steps between checkpoints (a SIGKILL loses at most this many).
+    checkpoint_every_minutes: also checkpoint when this much wall time passed (0: off).
+    max_checkpoints: checkpoints kept.
+    val_crop_size: center-crop side for validation.
+    val_max_images: validation images (the paper uses 5 batches of 30).
+    val_batch_size: validation batch size.
+    scale_weights: per-scale loss weights (x, z1, ..., z{S-1}); empty = all 1 (the paper).
+  """
+  crop_size: int = 128
+  batch_size: int = 30
+  random_flip: bool = True
+  num_workers: int = 2
+  learning_rate: float = 1e-4
+  rmsprop_decay: float = 0.99
+  rmsprop_eps: float = 1e-8
+  lr_decay_factor: float = 0.75
+  lr_decay_epochs: float = 5.0
+  lr_decay_steps: int = 0
+  grad_clip_norm: float = 0.0
+  num_steps: int = 1_000_000
+  seed: int = 0
+  log_every: int = 100
+  eval_every: int = 500
+  checkpoint_every: int = 1000
+  checkpoint_every_minutes: float = 0.0
+  max_checkpoints: int = 3
+  val_crop_size: int = 128
+  val_max_images: int = 150
+  val_batch_size: int = 30
+  scale_weights: Tuple[float, ...] = ()
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  model: L3CConfig = L3CConfig()
+  train: TrainConfig = TrainConfig()
+
+  def to_dict(self) -> dict:
+    return {"model": self.model.to_dict(), "train": self.train.to_dict()}
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "ExperimentConfig":
+    train = dict(d.get("train", {}))
+    if "scale_weights" in train:
+      train["scale_weights"] = tuple(train["scale_weights"])
+    return cls(model=L3CConfig(**d.get("model", {})), train=TrainConfig(**train))
+
+
+_SECTIONS = (("model", L3CConfig), ("train", TrainConfig))
+
+
+def define_flags(flag_values=None):
+  """Registers `--model.<field>` and `--train.<field>` absl flags with the dataclass defaults."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flag_values if flag_values is not None else flags.FLAGS
+  for section, cls in _SECTIONS:
+    for f in dataclasses.fields(cls):
+      name = f"{section}.{f.name}"
+      if name in fv:
+        continue
+      default = f.default
+      doc = f"{cls.__name__}.{f.name}"
+      if f.type in (bool, "bool"):
+        flags.DEFINE_boolean(name, default, doc, flag_values=fv)
+      elif f.type in (int, "int"):
+        flags.DEFINE_integer(name, default, doc, flag_values=fv)
+      elif f.type in (float, "float"):
+        flags.DEFINE_float(name, default, doc, flag_values=fv)
+      elif "Tuple" in str(f.type):
+        flags.DEFINE_list(name, [str(v) for v in default], doc + " (comma-separated floats)",
+                          flag_values=fv)
+      else:
+        raise TypeError(f"unsupported config field type {f.type} for {name}")
+
+
+def from_flags(flag_values=None) -> ExperimentConfig:
+  """Builds the ExperimentConfig from parsed absl flags."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flag_values if flag_values is not None else flags.FLAGS
+  parts = {}
+  for section, cls in _SECTIONS:
+    kw = {}
+    for f in dataclasses.fields(cls):
+      v = fv[f"{section}.{f.name}"].value
+      if "Tuple" in str(f.type):
+        v = tuple(float(x) for x in v)
+      kw[f.name] = v
+    parts[section] = cls(**kw)
+  return ExperimentConfig(**parts)

@@ -1,0 +1,227 @@
+"""`train_and_evaluate`: the one impure training orchestrator (data, devices, checkpoints, logs)."""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from l3c_jax.data import pipeline
+from l3c_jax.models.l3c import count_params
+from l3c_jax.train import step as step_lib
+from l3c_jax.train.checkpoint import Checkpointer
+from l3c_jax.train.config import ExperimentConfig
+
+
+class TrainError(RuntimeError):
+  """A user-facing training setup problem (one-line message)."""
+
+
+def _log(msg: str) -> None:
+  print(msg, flush=True)
+
+
+class MetricsWriter:
+  """Appends one JSON object per line to WORKDIR/metrics.jsonl."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+
+  def write(self, record: dict) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def make_mesh() -> Mesh:
+  """A 1-D data-parallel mesh over all devices of all processes."""
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
+  """Process-local uint8 batch -> global array sharded over the 'data' axis."""
+  sharding = NamedSharding(mesh, PartitionSpec("data"))
+  return jax.make_array_from_process_local_data(sharding, batch)
+
+
+def replicate(tree, mesh: Mesh):
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def _check_workdir_config(workdir: str, config: ExperimentConfig) -> None:
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    if old.get("model") != config.to_dict()["model"]:
+      raise TrainError(f"{workdir} holds a run with another model config; use a new --workdir "
+                       "(differences: " + ", ".join(
+                           k for k in config.to_dict()["model"]
+                           if old.get("model", {}).get(k) != config.to_dict()["model"][k]) + ")")
+  with open(path, "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+
+
+def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) -> None:
+  """Writes WORKDIR/model (the format `l3c_jax.load_model` and the codec read)."""
+  from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
+  model_io.save_model(os.path.join(workdir, "model"), config.model,
+                      jax.device_get(params), metadata=meta)
+
+
+def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh) -> dict:
+  """bpsp per scale over a fixed validation array [N, c, c, 3] (last partial batch dropped
+  to keep one compiled shape, unless N < batch_size)."""
+  n = val_images.shape[0]
+  bs = min(batch_size, n)
+  bs -= bs % len(mesh.devices.flat) or 0
+  totals = {}
+  for i in range(0, n - bs + 1, bs):
+    bits = jax.device_get(eval_fn(params, shard_batch(val_images[i:i + bs], mesh)))
+    for k, v in bits.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+  nsub = totals.pop("num_subpixels")
+  out = {f"val_bpsp_{k}": v / nsub for k, v in totals.items()}
+  out["val_bpsp"] = sum(out.values())
+  return out
+
+
+def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
+                       val_dir: Optional[str] = None,
+                       should_stop: Optional[Callable[[], bool]] = None) -> dict:
+  """Trains (resuming from WORKDIR if it holds checkpoints) and returns the last metrics.
+
+  Args:
+    config: model + training configuration.
+    workdir: run directory: config.json, metrics.jsonl, checkpoints/, model/ (exported weights).
+    data_dir: folder(s) of training images (comma-separated allowed).
+    val_dir: folder(s) of validation images (center crops); None skips validation.
+    should_stop: polled every step; True ends the run with a checkpoint (tests, signals).
+  """
+  cfg, tcfg = config.model, config.train
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  _check_workdir_config(workdir, config)
+  mesh = make_mesh()
+  num_devices = len(mesh.devices.flat)
+  if tcfg.batch_size % num_devices:
+    raise TrainError(f"batch size {tcfg.batch_size} is not divisible by the {num_devices} devices")
+  if tcfg.crop_size % cfg.padding_factor:
+    raise TrainError(f"crop size {tcfg.crop_size} must be a multiple of {cfg.padding_factor}")
+  nproc, pidx = jax.process_count(), jax.process_index()
+  local_batch = tcfg.batch_size // nproc
+
+  paths = pipeline.list_images(data_dir)
+  ckpt = Checkpointer(workdir, tcfg.max_checkpoints)
+  start_step = ckpt.latest_step() or 0
+  loader = pipeline.CropLoader(paths, tcfg.crop_size, local_batch, seed=tcfg.seed + 1000 * pidx,
+                               flip=tcfg.random_flip, num_workers=tcfg.num_workers,
+                               start_batch=start_step)
+  val_images = None
+  if val_dir:
+    val_images = pipeline.center_crops(pipeline.list_images(val_dir), tcfg.val_crop_size,
+                                       tcfg.val_max_images)
+  tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
+  schedule = step_lib.learning_rate_schedule(tcfg, loader.batches_per_epoch)
+  state = step_lib.create_train_state(cfg, tx, jax.random.key(tcfg.seed))
+  elapsed = 0.0
+  if start_step:
+    state, meta = ckpt.restore(state)
+    elapsed = float(meta.get("train_seconds", 0.0))
+    _log(f"Resuming from step {int(state.step)} in {ckpt.directory} "
+         f"(data position {meta.get('data_position')}, {elapsed / 3600:.2f} h trained)")
+  else:
+    _log(f"Starting a new run in {workdir}")
+  _log(f"devices: {num_devices} x {jax.devices()[0].platform} ({nproc} process(es)); "
+       f"params: {count_params(state.params):,}; images: {loader.num_usable} usable, "
+       f"skipped {loader.num_skipped}; batches/epoch: {loader.batches_per_epoch}")
+  state = replicate(state, mesh)
+  weights = jnp.asarray(tcfg.scale_weights, jnp.float32) if tcfg.scale_weights else None
+  p_train = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, weights),
+                    donate_argnums=(0,))
+  p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, cfg))
+  writer = MetricsWriter(workdir)
+
+  stop = {"flag": False}
+
+  def _on_signal(signum, frame):
+    del frame
+    _log(f"signal {signum}: checkpointing and stopping")
+    stop["flag"] = True
+
+  old_handlers = {}
+  if jax.process_index() == 0 and sys.platform != "win32":
+    try:
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        old_handlers[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread (e.g. tests)
+      old_handlers = {}
+
+  def save(step):
+    meta = {"step": step, "data_position": loader.position, "train_seconds": elapsed,
+            "config": config.to_dict()}
+    ckpt.save(step, state, meta)
+    _export_model(workdir, config, state.params, {"step": step, "train_hours": elapsed / 3600})
+
+  last = {}
+  step = int(state.step)
+  acc, acc_n = {}, 0
+  t_log = time.time()
+  t_ckpt = time.time()
+  last_saved = step
+  it = iter(loader)
+  try:
+    while step < tcfg.num_steps and not stop["flag"] and not (should_stop and should_stop()):
+      t0 = time.time()
+      batch = shard_batch(next(it), mesh)
+      state, metrics = p_train(state, batch)
+      metrics = jax.device_get(metrics)
+      elapsed += time.time() - t0
+      step += 1
+      if not all(math.isfinite(float(v)) for v in metrics.values()):
+        raise TrainError(f"non-finite metrics at step {step}: {metrics}")
+      for k, v in metrics.items():
+        acc[k] = acc.get(k, 0.0) + float(v)
+      acc_n += 1
+      if step % tcfg.log_every == 0 or step == tcfg.num_steps:
+        dt = time.time() - t_log
+        rec = {k: v / acc_n for k, v in acc.items()}
+        rec.update(step=step, steps_per_sec=acc_n / dt,
+                   images_per_sec=acc_n * tcfg.batch_size / dt,
+                   learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,
+                   epoch=step / loader.batches_per_epoch, devices=num_devices)
+        writer.write(rec)
+        _log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (x {rec['bpsp_x']:.3f}, " +
+             ", ".join(f"z{s} {rec[f'bpsp_z{s}']:.3f}" for s in range(1, cfg.num_scales + 1)) +
+             f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
+             f" | lr {rec['learning_rate']:.2e} | {elapsed / 3600:.2f} h")
+        last.update(rec)
+        acc, acc_n, t_log = {}, 0, time.time()
+      if val_images is not None and (step % tcfg.eval_every == 0 or step == tcfg.num_steps):
+        v = evaluate(state.params, cfg, val_images, tcfg.val_batch_size, p_eval, mesh)
+        v.update(step=step, train_hours=elapsed / 3600)
+        writer.write(v)
+        _log(f"step {step:>7d} | validation bpsp {v['val_bpsp']:.4f} on {len(val_images)} crops")
+        last.update(v)
+      due = step - last_saved >= tcfg.checkpoint_every or (
+          tcfg.checkpoint_every_minutes > 0 and
+          time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes)
+      if due:
+        save(step)
+        last_saved, t_ckpt = step, time.time()
+  finally:
+    if step != last_saved:
+      save(step)
+      _log(f"checkpoint at step {step} written to {ckpt.directory}")
+    loader.close()
+    ckpt.close()
+    for sig, h in old_handlers.items():
+      signal.signal(sig, h)
+  last["step"] = step
+  return last

@@ -1,0 +1,96 @@
+"""Pure training / evaluation steps (no I/O, no Python side effects; jit- and vmap-able)."""
+
+from typing import Any, Dict, Optional, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from l3c_jax import losses
+from l3c_jax.models.config import L3CConfig
+from l3c_jax.models.l3c import L3C, init_params
+from l3c_jax.train.config import TrainConfig
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree)."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def learning_rate_schedule(tcfg: TrainConfig, batches_per_epoch: int) -> optax.Schedule:
+  """Staircase exponential decay: lr * factor^floor(step / decay_steps) (L3C `exp_0.75_e5`)."""
+  if tcfg.lr_decay_steps > 0:
+    decay_steps = tcfg.lr_decay_steps
+  else:
+    decay_steps = max(1, int(tcfg.lr_decay_epochs * batches_per_epoch))
+  return optax.exponential_decay(tcfg.learning_rate, decay_steps, tcfg.lr_decay_factor,
+                                 staircase=True)
+
+
+def make_optimizer(tcfg: TrainConfig, batches_per_epoch: int) -> optax.GradientTransformation:
+  """RMSprop with PyTorch semantics (alpha 0.99, eps after the sqrt), L3C's schedule.
+
+  The learning rate is an injected hyper-parameter scaled by `lr_scale` in `opt_state`, so a
+  sweep can vmap over it (members differ only in that number).
+  """
+  schedule = learning_rate_schedule(tcfg, batches_per_epoch)
+
+  def make(lr_scale):
+    # NOTE(l3c-pytorch): optax's default eps_in_sqrt=True differs from torch.optim.RMSprop.
+    tx = optax.rmsprop(lambda count: schedule(count) * lr_scale, decay=tcfg.rmsprop_decay,
+                       eps=tcfg.rmsprop_eps, eps_in_sqrt=False)
+    if tcfg.grad_clip_norm > 0:
+      tx = optax.chain(optax.clip_by_global_norm(tcfg.grad_clip_norm), tx)
+    return tx
+
+  return optax.inject_hyperparams(make)(lr_scale=1.0)
+
+
+def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: jax.Array,
+                       lr_scale: Optional[jax.Array] = None) -> TrainState:
+  """Initializes params (PyTorch default init) and optimizer state; vmappable over rng."""
+  params = init_params(cfg, rng)
+  opt_state = tx.init(params)
+  if lr_scale is not None:
+    opt_state.hyperparams["lr_scale"] = jnp.asarray(lr_scale, jnp.float32)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
+
+
+def loss_fn(params, x: jax.Array, cfg: L3CConfig,
+            scale_weights: Optional[Sequence[float]] = None):
+  """Training loss (sum of the S predicted scales' bpsp) and metrics for a uint8/float batch.
+
+  Args:
+    params: model parameters.
+    x: [B, H, W, 3] pixels 0..255 (uint8 or float32), H, W multiples of 2^S.
+    scale_weights: optional per-scale weights (ablations); may be a traced array.
+  """
+  x = x.astype(jnp.float32)
+  out = L3C(cfg).apply({"params": params}, x, train=True)
+  return losses.bpsp_metrics(out, x, cfg, scale_weights=scale_weights)
+
+
+def train_step(state: TrainState, x: jax.Array, cfg: L3CConfig,
+               tx: optax.GradientTransformation,
+               scale_weights: Optional[jax.Array] = None):
+  """One RMSprop step on batch x -> (new state, metrics). Pure."""
+  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, x, cfg, scale_weights)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = dict(metrics)
+  metrics["grad_norm"] = optax.global_norm(grads)
+  return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, x: jax.Array, cfg: L3CConfig) -> Dict[str, jax.Array]:
+  """Hard-quantized (eval mode) bits per scale for a batch; sums, so batches can be pooled."""
+  x = x.astype(jnp.float32)
+  out = L3C(cfg).apply({"params": params}, x, train=False)
+  bits = losses.bits_per_scale(out, x, cfg)
+  bits["num_subpixels"] = jnp.asarray(x.shape[0] * x.shape[1] * x.shape[2] * 3, jnp.float32)
+  return bits
