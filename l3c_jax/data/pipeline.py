@@ -1,0 +1,338 @@
+"""Training input pipeline: random crops from folders of photos (numpy + Pillow, no JAX).
+
+Spec section 5.2: random 128x128 crops, random horizontal flip, batches of uint8 pixels, reshuffled every
+epoch, center crops for validation. The model converts uint8 to float 0..255 itself (no /255).
+
+Determinism (needed to resume a run bit-exactly from a checkpoint):
+  * the order of epoch `e` is a permutation drawn from an RNG seeded by (seed, e);
+  * the crop offsets and flips of global batch `i` come from an RNG seeded by (seed, i);
+so `CropLoader(..., start_batch=k)` yields exactly batches k, k+1, ... of a fresh loader, whatever the
+thread timing. Worker threads only decode; results are assembled in index order.
+
+Only 8-bit 'RGB' images are used (the official recipe discards non-RGB photos, spec 5.1); smaller images
+and other modes are skipped and counted, with one warning.
+"""
+
+import collections
+import concurrent.futures
+import os
+import threading
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+
+# Tags that keep the two RNG streams (epoch permutations, per-batch crops) apart even when an epoch index
+# equals a batch index.
+_PERMUTATION_STREAM = 0
+_CROP_STREAM = 1
+
+
+class DataError(ValueError):
+  """A data problem with a one-line, human-readable message (callers print `str(e)`)."""
+
+
+def _split_dirs(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str]:
+  if isinstance(data_dir_or_dirs, (str, os.PathLike)):
+    parts = str(data_dir_or_dirs).split(',')
+  else:
+    parts = [str(d) for d in data_dir_or_dirs]
+  dirs = [p.strip() for p in parts if p.strip()]
+  if not dirs:
+    raise DataError('no data directory given')
+  return dirs
+
+
+def list_images(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str]:
+  """Lists the image files under one or more directories, recursively.
+
+  Args:
+    data_dir_or_dirs: a directory, a comma-separated string of directories, or a list of directories.
+
+  Returns:
+    Sorted, de-duplicated paths of files with extension png/jpg/jpeg/webp/bmp (any case).
+
+  Raises:
+    DataError: a directory does not exist or cannot be read, or no image is found.
+  """
+  dirs = _split_dirs(data_dir_or_dirs)
+  paths = set()
+  for d in dirs:
+    if not os.path.isdir(d):
+      raise DataError(f'data directory does not exist: {d}')
+    if not os.access(d, os.R_OK | os.X_OK):
+      raise DataError(f'data directory is not readable: {d}')
+
+    def _raise(err, d=d):
+      raise DataError(f'cannot read data directory {d}: {err.strerror or err}')
+
+    for root, subdirs, files in os.walk(d, onerror=_raise, followlinks=True):
+      subdirs.sort()
+      for name in files:
+        if name.lower().endswith(IMAGE_EXTENSIONS):
+          paths.add(os.path.join(root, name))
+  if not paths:
+    raise DataError(f'no images ({"/".join(e[1:] for e in IMAGE_EXTENSIONS)}) found in '
+                    f'{",".join(dirs)}')
+  return sorted(paths)
+
+
+def _resolve_paths(paths) -> List[str]:
+  """Accepts a list of files, or (for convenience) a directory string as in `list_images`."""
+  if isinstance(paths, (str, os.PathLike)):
+    return list_images(paths)
+  return [str(p) for p in paths]
+
+
+def _probe(path: str) -> Tuple[Optional[str], int, int]:
+  """Reads only the header. Returns (skip reason or None, width, height)."""
+  try:
+    with Image.open(path) as im:
+      width, height = im.size
+      mode = im.mode
+  except Exception:  # Any decoder error means the file is unusable; the reason is counted, not raised.
+    return 'unreadable', 0, 0
+  if mode != 'RGB':
+    return 'not_rgb', width, height
+  return None, width, height
+
+
+def _format_counts(counts: Dict[str, int]) -> str:
+  return ', '.join(f'{k}={v}' for k, v in sorted(counts.items()))
+
+
+def _scan(paths: Sequence[str], min_side: int, what: str):
+  """Returns (usable [(path, w, h)], skipped counts) and warns once if anything was skipped."""
+  usable = []
+  skipped = collections.Counter()
+  for p in paths:
+    reason, width, height = _probe(p)
+    if reason is None and min(width, height) < min_side:
+      reason = 'too_small'
+    if reason is None:
+      usable.append((p, width, height))
+    else:
+      skipped[reason] += 1
+  if skipped:
+    warnings.warn(f'{what}: skipped {sum(skipped.values())} of {len(paths)} images '
+                  f'({_format_counts(skipped)}; min side {min_side}, RGB only)', stacklevel=3)
+  return usable, dict(skipped)
+
+
+def _decode_rgb(path: str) -> np.ndarray:
+  """Decodes a whole image to uint8 [H, W, 3]; raises on corrupt or non-RGB files."""
+  with Image.open(path) as im:
+    if im.mode != 'RGB':
+      raise ValueError(f'mode {im.mode}')
+    im.load()
+    return np.asarray(im, dtype=np.uint8)
+
+
+class CropLoader:
+  """Endless iterator over batches of random crops, uint8 [batch_size, crop, crop, 3].
+
+  Attributes:
+    num_usable: images that passed the header scan.
+    num_skipped: skip reason ('too_small', 'not_rgb', 'unreadable') -> count.
+    batches_per_epoch: num_usable // batch_size (at least 1; with fewer images than a batch, an epoch
+      is one batch that repeats images with different crops).
+    position: index of the next batch to be produced (= start_batch + batches produced so far);
+      store it in checkpoints and pass it back as `start_batch` to resume.
+  """
+
+  def __init__(self, paths, crop_size: int, batch_size: int, seed: int = 0, flip: bool = True,
+               num_workers: int = 2, start_batch: int = 0, min_size: Optional[int] = None,
+               prefetch_batches: int = 2, cache: bool = False):
+    """Scans image headers (no decoding) and starts the worker threads.
+
+    Args:
+      paths: image files (e.g. from `list_images`), or a data directory string.
+      crop_size: side of the square crops in pixels.
+      batch_size: crops per batch.
+      seed: base seed of the permutation and crop RNGs.
+      flip: random horizontal flip with probability 0.5.
+      num_workers: decoding threads; 0 decodes in the calling thread.
+      start_batch: global index of the first batch to produce (resume).
+      min_size: skip images whose shorter side is below max(crop_size, min_size).
+      prefetch_batches: batches decoded ahead of the consumer.
+      cache: keep decoded images in memory (worth it for small pools that are read every epoch).
+
+    Raises:
+      DataError: no usable image.
+    """
+    if crop_size <= 0 or batch_size <= 0:
+      raise DataError(f'crop_size and batch_size must be positive, got {crop_size}, {batch_size}')
+    paths = _resolve_paths(paths)
+    if not paths:
+      raise DataError('no image files given')
+    self.crop_size = int(crop_size)
+    self.batch_size = int(batch_size)
+    self.seed = int(seed)
+    self.flip = bool(flip)
+    min_side = max(self.crop_size, int(min_size or 0))
+    usable, self.num_skipped = _scan(paths, min_side, 'CropLoader')
+    if not usable:
+      raise DataError(f'no usable image among {len(paths)} files (need RGB with shorter side >= '
+                      f'{min_side}; skipped {_format_counts(self.num_skipped)})')
+    self._paths = [u[0] for u in usable]
+    self.num_usable = len(usable)
+    self.batches_per_epoch = max(1, self.num_usable // self.batch_size)
+    self.position = int(start_batch)
+    self._next_submit = self.position
+    self._prefetch = max(1, int(prefetch_batches))
+    self._cache = {} if cache else None
+    self._bad = set()  # indices of files that failed to decode at load time
+    self._lock = threading.Lock()
+    self._pending = collections.deque()  # (batch index, [futures or arrays])
+    self._perm_cache = (None, None)
+    self._executor = (concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix='crops')
+                      if num_workers > 0 else None)
+
+  # -- deterministic plan ----------------------------------------------------------------------
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    cached_epoch, perm = self._perm_cache
+    if cached_epoch != epoch:
+      rng = np.random.default_rng([self.seed, _PERMUTATION_STREAM, epoch])
+      perm = rng.permutation(self.num_usable)
+      self._perm_cache = (epoch, perm)
+    return perm
+
+  def _plan(self, batch_index: int):
+    """Returns [(permutation, position in it, (u_x, u_y, u_flip))] for the crops of one batch."""
+    epoch, j = divmod(batch_index, self.batches_per_epoch)
+    perm = self._permutation(epoch)
+    # Uniforms rather than pixel offsets, so a replacement image of another size reuses them.
+    uniforms = np.random.default_rng([self.seed, _CROP_STREAM, batch_index]).random((self.batch_size, 3))
+    start = j * self.batch_size
+    return [(perm, (start + t) % self.num_usable, uniforms[t]) for t in range(self.batch_size)]
+
+  # -- loading ---------------------------------------------------------------------------------
+
+  def _image(self, index: int) -> np.ndarray:
+    if self._cache is not None:
+      img = self._cache.get(index)
+      if img is not None:
+        return img
+    img = _decode_rgb(self._paths[index])
+    if self._cache is not None:
+      self._cache[index] = img
+    return img
+
+  def _load_crop(self, perm: np.ndarray, pos: int, u: np.ndarray) -> np.ndarray:
+    """Decodes and crops the image at perm[pos]; a corrupt file is replaced by the next one of perm."""
+    c = self.crop_size
+    for k in range(self.num_usable):
+      index = int(perm[(pos + k) % self.num_usable])
+      with self._lock:
+        if index in self._bad:
+          continue
+      try:
+        img = self._image(index)
+        h, w = img.shape[:2]
+        if min(h, w) < c:
+          raise ValueError(f'{w}x{h} is smaller than the crop')
+      except Exception as e:  # Corrupt or changed file: skip it for the rest of the run.
+        with self._lock:
+          new = index not in self._bad
+          self._bad.add(index)
+        if new:
+          warnings.warn(f'CropLoader: skipping unreadable image {self._paths[index]} ({e})')
+        continue
+      x = min(int(u[0] * (w - c + 1)), w - c)
+      y = min(int(u[1] * (h - c + 1)), h - c)
+      crop = img[y:y + c, x:x + c]
+      if self.flip and u[2] < 0.5:
+        crop = crop[:, ::-1]
+      return np.ascontiguousarray(crop)
+    raise DataError(f'none of the {self.num_usable} images could be decoded')
+
+  def _submit(self, batch_index: int):
+    plan = self._plan(batch_index)
+    if self._executor is None:
+      return [self._load_crop(*p) for p in plan]
+    return [self._executor.submit(self._load_crop, *p) for p in plan]
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> np.ndarray:
+    """Returns batch number `position` as uint8 [batch_size, crop, crop, 3] and advances."""
+    if self._executor is None:
+      batch = np.stack(self._submit(self.position))
+    else:
+      while self._next_submit < self.position + self._prefetch:
+        self._pending.append((self._next_submit, self._submit(self._next_submit)))
+        self._next_submit += 1
+      index, futures = self._pending.popleft()
+      assert index == self.position, (index, self.position)
+      batch = np.stack([f.result() for f in futures])
+    self.position += 1
+    return batch
+
+  def close(self):
+    """Stops the worker threads (pending decodes are cancelled)."""
+    if self._executor is not None:
+      self._executor.shutdown(wait=True, cancel_futures=True)
+      self._executor = None
+    self._pending.clear()
+    self._next_submit = self.position
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+    return False
+
+  def __del__(self):
+    try:
+      if self._executor is not None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+    except Exception:  # Interpreter shutdown; nothing to clean up reliably.
+      pass
+
+
+def center_crops(paths, crop_size: int, max_images: Optional[int] = None) -> np.ndarray:
+  """Center crops for validation (spec 5.2), in the order of `paths`.
+
+  Args:
+    paths: image files, or a data directory string as in `list_images`.
+    crop_size: side of the square crops in pixels.
+    max_images: stop after this many usable images.
+
+  Returns:
+    uint8 [N, crop_size, crop_size, 3]; too-small, non-RGB and unreadable images are skipped (one warning).
+
+  Raises:
+    DataError: no usable image.
+  """
+  paths = _resolve_paths(paths)
+  c = int(crop_size)
+  crops = []
+  skipped = collections.Counter()
+  for p in paths:
+    if max_images is not None and len(crops) >= max_images:
+      break
+    try:
+      img = _decode_rgb(p)
+    except Exception:
+      reason, _, _ = _probe(p)
+      skipped[reason or 'unreadable'] += 1
+      continue
+    h, w = img.shape[:2]
+    if min(h, w) < c:
+      skipped['too_small'] += 1
+      continue
+    y, x = (h - c) // 2, (w - c) // 2
+    crops.append(img[y:y + c, x:x + c])
+  if skipped:
+    warnings.warn(f'center_crops: skipped {sum(skipped.values())} images ({_format_counts(skipped)}; '
+                  f'crop {c}, RGB only)', stacklevel=2)
+  if not crops:
+    raise DataError(f'no usable image for {c}x{c} center crops among {len(paths)} files '
+                    f'(skipped {_format_counts(skipped)})')
+  return np.stack(crops)
