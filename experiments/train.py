@@ -1,0 +1,58 @@
+"""Trains L3C: `python experiments/train.py --flagfile=experiments/flags/paper_l3c.flags --workdir=DIR`.
+
+Every hyper-parameter is a `--model.<field>` / `--train.<field>` flag of the one config system
+(l3c_jax/train/config.py); flagfiles under experiments/flags/ set them. A rerun with the same
+--workdir resumes from the newest checkpoint (weights, optimizer, step, schedule, data position).
+"""
+
+import json
+import math
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+
+config_lib.define_flags()
+flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics.jsonl, model/).")
+flags.DEFINE_string("data_dir", None, "Training image folder(s), comma-separated.")
+flags.DEFINE_string("val_dir", None, "Validation image folder(s) (center crops).")
+flags.DEFINE_boolean("dry_run", False, "Build the model shapes, print the parameter count, exit.")
+flags.DEFINE_boolean("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax  # pylint: disable=g-import-not-at-top
+  from l3c_jax.models import param_shapes  # pylint: disable=g-import-not-at-top
+  config = config_lib.from_flags()
+  if FLAGS.dry_run:
+    shapes = param_shapes(config.model)
+    n = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
+    print(json.dumps(config.to_dict(), sort_keys=True))
+    print(f"parameters: {n}")
+    return 0
+  if FLAGS.multihost:
+    jax.distributed.initialize()
+  if not FLAGS.workdir or not FLAGS.data_dir:
+    print("train.py: error: --workdir and --data_dir are required (or use --dry_run)",
+          file=sys.stderr)
+    return 2
+  from l3c_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  try:
+    loop.train_and_evaluate(config, FLAGS.workdir, FLAGS.data_dir, FLAGS.val_dir)
+  except (pipeline.DataError, loop.TrainError) as e:
+    print(f"train.py: error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,151 @@
+"""Training: the step learns, checkpoints round-trip, runs resume, every flagfile builds."""
+
+import glob
+import importlib.util
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from PIL import Image
+
+from l3c_jax.models import L3CConfig
+from l3c_jax.train import step as step_lib
+from l3c_jax.train.checkpoint import Checkpointer
+from l3c_jax.train.config import ExperimentConfig, TrainConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
+
+
+def _batch(seed=0, b=2, size=16):
+  rng = np.random.default_rng(seed)
+  base = rng.integers(60, 200, (b, 1, 1, 3))
+  noise = rng.integers(-8, 9, (b, size, size, 3))
+  return jnp.asarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def test_train_step_loss_drops_on_repeated_batch():
+  tx = step_lib.make_optimizer(TrainConfig(learning_rate=3e-3), 100)
+  state = step_lib.create_train_state(TINY, tx, jax.random.key(0))
+  f = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx))
+  x = _batch()
+  losses = []
+  for _ in range(8):
+    state, m = f(state, x)
+    losses.append(float(m["loss"]))
+    assert np.isfinite(float(m["grad_norm"]))
+  assert losses[-1] < 0.7 * losses[0], losses
+  assert int(state.step) == 8
+
+
+def test_learning_rate_schedule_is_l3c_staircase():
+  sched = step_lib.learning_rate_schedule(TrainConfig(), batches_per_epoch=10)  # decay every 50
+  np.testing.assert_allclose(float(sched(49)), 1e-4, rtol=1e-6)
+  np.testing.assert_allclose(float(sched(50)), 0.75e-4, rtol=1e-6)
+  np.testing.assert_allclose(float(sched(125)), 1e-4 * 0.75**2, rtol=1e-6)
+
+
+def test_rmsprop_matches_pytorch_update_rule():
+  """torch.optim.RMSprop: v = a v + (1-a) g^2; p -= lr g / (sqrt(v) + eps)."""
+  tcfg = TrainConfig(learning_rate=0.1, rmsprop_eps=1e-3)
+  tx = step_lib.make_optimizer(tcfg, 1000)
+  p = {"w": jnp.asarray([1.0, -2.0])}
+  g = {"w": jnp.asarray([0.5, 0.01])}
+  st = tx.init(p)
+  upd, _ = tx.update(g, st, p)
+  gv = np.asarray([0.5, 0.01])
+  v = 0.01 * gv**2
+  expected = -0.1 * gv / (np.sqrt(v) + 1e-3)
+  np.testing.assert_allclose(np.asarray(upd["w"]), expected, rtol=1e-5)
+
+
+def test_checkpoint_round_trip_restores_state_exactly(tmp_path):
+  tx = step_lib.make_optimizer(TrainConfig(), 100)
+  state = step_lib.create_train_state(TINY, tx, jax.random.key(1))
+  state, _ = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx))(state, _batch())
+  ck = Checkpointer(str(tmp_path), max_to_keep=2)
+  ck.save(1, state, {"data_position": 1})
+  fresh = step_lib.create_train_state(TINY, tx, jax.random.key(2))
+  restored, meta = ck.restore(fresh)
+  ck.close()
+  assert meta["data_position"] == 1
+  for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert type(restored.opt_state) is type(state.opt_state)
+
+
+def _write_images(d, n=6, size=48):
+  os.makedirs(d, exist_ok=True)
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    img = np.clip(rng.normal(128, 30, (size, size + 8, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(os.path.join(d, f"im{i}.png"))
+
+
+def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / "data")
+  _write_images(data)
+  tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, eval_every=3,
+                     checkpoint_every=2, val_crop_size=16, val_max_images=2, val_batch_size=2,
+                     learning_rate=1e-3, num_workers=1)
+  config = ExperimentConfig(model=TINY, train=tcfg)
+  work = str(tmp_path / "work")
+  out = loop.train_and_evaluate(config, work, data, data)
+  assert out["step"] == 3 and np.isfinite(out["val_bpsp"])
+  assert "Starting a new run" in capsys.readouterr().out
+  # Second run with a larger budget resumes at step 3 and continues to 5.
+  config2 = ExperimentConfig(model=TINY, train=TrainConfig(**{**tcfg.to_dict(), "num_steps": 5}))
+  out2 = loop.train_and_evaluate(config2, work, data, None)
+  assert out2["step"] == 5
+  text = capsys.readouterr().out
+  assert "Resuming from step 3" in text and "data position 3" in text
+  records = [json.loads(l) for l in open(os.path.join(work, "metrics.jsonl"))]
+  steps = [r["step"] for r in records if "bpsp" in r]
+  assert steps == [1, 2, 3, 4, 5]
+  assert os.path.exists(os.path.join(work, "model", "config.json"))
+
+
+def test_training_refuses_other_model_in_same_workdir(tmp_path):
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  work = tmp_path / "w"
+  work.mkdir()
+  (work / "config.json").write_text(json.dumps(ExperimentConfig(model=TINY).to_dict()))
+  other = ExperimentConfig(model=TINY.replace(num_channels=4))
+  with pytest.raises(loop.TrainError, match="num_channels"):
+    loop.train_and_evaluate(other, str(work), str(tmp_path), None)
+
+
+_TRAIN_MODULE = []
+
+
+def _load_train_module():
+  """Imports experiments/train.py once (its absl flags can be defined only once per process)."""
+  if not _TRAIN_MODULE:
+    spec = importlib.util.spec_from_file_location("l3c_train_launcher",
+                                                  os.path.join(ROOT, "experiments", "train.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    _TRAIN_MODULE.append(mod)
+  return _TRAIN_MODULE[0]
+
+
+@pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "experiments", "flags",
+                                                                   "*.flags"))),
+                         ids=os.path.basename)
+def test_every_flagfile_builds_with_dry_run(flagfile, capsys):
+  mod = _load_train_module()
+  with flagsaver.flagsaver():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["train.py", f"--flagfile={flagfile}", "--dry_run"])
+    assert mod.main(["train.py"]) == 0
+  out = capsys.readouterr().out
+  n = int(out.strip().splitlines()[-1].split(":")[1])
+  assert n > 0
+  if os.path.basename(flagfile) == "paper_l3c.flags":
+    assert n == 5008395
