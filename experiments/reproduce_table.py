@@ -1,4 +1,4 @@
-r"""Reproduces the paper's Table 1 in one command: every model and classical codec on the named sets.
+r"""Reproduces the paper's Table 1 in one command: every model and classical codec, named sets.
 
 Evaluates every model given by --models (ours, imported official weights, the RGB baselines) plus
 the shipped default model, and PNG / JPEG 2000 / WebP / JPEG XL lossless (imagecodecs, strongest
@@ -46,7 +46,7 @@ DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 flags.DEFINE_string("data_dir", "../shared/data", "Folder holding the set folders.")
 flags.DEFINE_string("sets", "openimages_val500,clic_mobile,clic_pro,div2k_val,kodak",
                     "Comma-separated sets; those not found under --data_dir are skipped.")
-flags.DEFINE_string("models", "", "Comma-separated name=model_dir pairs (ours, official, rgb, ...).")
+flags.DEFINE_string("models", "", "Comma-separated name=model_dir pairs (ours, official, rgb).")
 flags.DEFINE_bool("default_model", True, "Also evaluate the shipped default model.")
 flags.DEFINE_string("default_model_name", "L3C-JAX (default)", "Table name of the default model.")
 flags.DEFINE_integer("max_images", 0, "Use only the first N images of each set (0: all).")

@@ -1,4 +1,4 @@
-"""Tests for l3c_jax/evaluation/classical.py: lossless round trips, bpsp arithmetic, image loading."""
+"""Tests for l3c_jax/evaluation/classical.py: lossless round trips, bpsp arithmetic, loading."""
 
 import sys
 import types

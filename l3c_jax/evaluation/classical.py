@@ -122,7 +122,7 @@ def canonical_codec(name: str) -> str:
 
 
 def parse_codecs(spec: str) -> List[str]:
-  """Parses a comma-separated codec list ('png,webp,jxl'); '' or 'none' gives []; 'all' gives all."""
+  """Parses a comma-separated codec list (png,webp,jxl); empty or none: []; all: every codec."""
   spec = spec.strip()
   if spec.lower() in ("", "none"):
     return []

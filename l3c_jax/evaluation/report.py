@@ -1,4 +1,4 @@
-"""Benchmark runner and report writers: per-image rows -> per-set summaries -> Markdown/CSV/JSON/PNG.
+"""Benchmark runner and report writers: per-image rows -> per-set summaries -> MD/CSV/JSON/PNG.
 
 Shared by `experiments/evaluate.py` (one model + classical codecs on some image folders) and
 `experiments/reproduce_table.py` (every model, the paper's named sets, published numbers beside).
