@@ -1,0 +1,216 @@
+"""Image I/O for the codec: 8-bit modes, refusal of deeper images, PNG writing, padding, tiles.
+
+Numpy + Pillow only (no JAX), so this module is usable without a device.
+
+Supported Pillow modes and how `ImageData.pixels` holds them (uint8 always):
+  'RGB'  [H, W, 3];  'RGBA' [H, W, 4];  'L' [H, W];  'LA' [H, W, 2];
+  'P'    [H, W] palette indices, with `palette` (raw RGB triples) and `transparency`
+         (None, an int index, or per-index alpha bytes, as in Pillow's `info['transparency']`);
+  '1'    [H, W] with values 0 / 255 (bilevel, restored as mode '1').
+Anything with more than 8 bits per sample (Pillow 'I;16*', 'I', 'F', and 16-bit RGB/RGBA/LA PNGs,
+which Pillow would silently truncate to 8 bits) is refused with `ImageError`, as are modes with
+no lossless 8-bit meaning here ('CMYK', 'YCbCr', 'LAB', 'HSV', 'PA', ...).
+"""
+
+import dataclasses
+import io
+import os
+from typing import BinaryIO, List, Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+SUPPORTED_MODES = ("RGB", "RGBA", "L", "LA", "P", "1")
+# Pillow modes whose samples do not fit in 8 bits.
+_DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32S")
+_NUM_CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "P": 1, "1": 1}
+
+PathOrFile = Union[str, os.PathLike, BinaryIO]
+
+
+class ImageError(ValueError):
+  """The image cannot be read or is not one this codec handles (one-line message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageData:
+  """An 8-bit image exactly as it is coded.
+
+  Attributes:
+    pixels: uint8 [H, W] (modes 'L', 'P', '1') or [H, W, C] (C = 2 'LA', 3 'RGB', 4 'RGBA').
+    mode: one of SUPPORTED_MODES.
+    palette: mode 'P' only: raw palette bytes, RGB triples (len a multiple of 3, <= 768).
+    transparency: mode 'P' only: None, an int (transparent index) or bytes (alpha per index).
+  """
+  pixels: np.ndarray
+  mode: str
+  palette: Optional[bytes] = None
+  transparency: Optional[Union[int, bytes]] = None
+
+  def __post_init__(self):
+    if self.mode not in SUPPORTED_MODES:
+      raise ImageError(f"unsupported image mode {self.mode!r} (supported: "
+                       f"{', '.join(SUPPORTED_MODES)})")
+    px = self.pixels
+    if not isinstance(px, np.ndarray) or px.dtype != np.uint8:
+      raise ImageError("pixels must be a uint8 numpy array")
+    c = _NUM_CHANNELS[self.mode]
+    if (c == 1 and px.ndim != 2) or (c > 1 and (px.ndim != 3 or px.shape[2] != c)):
+      raise ImageError(f"pixels of shape {px.shape} do not match mode {self.mode}")
+    if px.shape[0] < 1 or px.shape[1] < 1:
+      raise ImageError(f"empty image ({px.shape[0]}x{px.shape[1]})")
+    if self.mode == "P":
+      if self.palette is None or len(self.palette) % 3 or not 3 <= len(self.palette) <= 768:
+        raise ImageError("a palette image needs 1..256 RGB palette entries")
+      if int(px.max()) >= len(self.palette) // 3:
+        raise ImageError("palette image uses an index beyond its palette")
+    elif self.palette is not None or self.transparency is not None:
+      raise ImageError("palette / transparency are only meaningful for mode 'P'")
+    if self.mode == "1" and not np.all((px == 0) | (px == 255)):
+      raise ImageError("mode '1' pixels must be 0 or 255")
+
+  @property
+  def height(self) -> int:
+    return int(self.pixels.shape[0])
+
+  @property
+  def width(self) -> int:
+    return int(self.pixels.shape[1])
+
+  @property
+  def num_subpixels(self) -> int:
+    """H * W * C of the stored pixels (the bpsp denominator; 1 channel for 'P' and '1')."""
+    return int(self.pixels.size)
+
+
+def _refuse_deep(mode: str, rawmode: str = ""):
+  raise ImageError(f"{rawmode or mode} image: only 8 bits per sample are supported "
+                   "(16-bit and float images are refused; convert to 8-bit first)")
+
+
+def from_pil(img: Image.Image) -> ImageData:
+  """Converts a Pillow image to ImageData without changing any pixel value.
+
+  Raises:
+    ImageError: for >8-bit images, unsupported modes and animated images.
+  """
+  for tile in getattr(img, "tile", None) or []:
+    # Pillow decodes 16-bit RGB/RGBA/LA PNGs to 8 bits; its raw mode still says ';16'.
+    rawmode = tile.args if isinstance(tile.args, str) else (tile.args or ("",))[0]
+    if isinstance(rawmode, str) and ";16" in rawmode:
+      _refuse_deep(img.mode, rawmode)
+  if img.mode in _DEEP_MODES:
+    _refuse_deep(img.mode)
+  if getattr(img, "n_frames", 1) > 1:
+    raise ImageError(f"animated/multi-frame images are not supported ({img.n_frames} frames)")
+  if img.mode not in SUPPORTED_MODES:
+    raise ImageError(f"unsupported image mode {img.mode!r} (supported: "
+                     f"{', '.join(SUPPORTED_MODES)})")
+  try:
+    img.load()
+  except Exception as e:  # truncated / corrupt files surface here
+    raise ImageError(f"cannot decode image: {e}") from None
+  if img.mode == "1":
+    px = np.asarray(img, dtype=bool).astype(np.uint8) * 255
+    return ImageData(px, "1")
+  px = np.array(img, dtype=np.uint8)
+  if img.mode != "P":
+    return ImageData(px, img.mode)
+  if img.palette is not None and img.palette.mode not in ("RGB", "RGBA"):
+    raise ImageError(f"unsupported palette mode {img.palette.mode!r}")
+  palette = bytes(img.getpalette("RGB") or [])
+  trans = img.info.get("transparency")
+  if trans is not None and not isinstance(trans, (int, bytes)):
+    raise ImageError(f"unsupported palette transparency {type(trans).__name__}")
+  if img.palette is not None and img.palette.mode == "RGBA":
+    if trans is not None:
+      raise ImageError("palette images with both RGBA palette and tRNS are not supported")
+    alpha = bytes(img.getpalette("RGBA")[3::4])
+    trans = alpha if any(a != 255 for a in alpha) else None
+  return ImageData(px, "P", palette, trans)
+
+
+def from_array(arr: np.ndarray) -> ImageData:
+  """Wraps a uint8 array: [H, W] or [H, W, 1] -> 'L', [H, W, 2] 'LA', 3 'RGB', 4 'RGBA'."""
+  arr = np.asarray(arr)
+  if arr.dtype != np.uint8:
+    if arr.dtype in (np.uint16, np.int32, np.uint32, np.float32, np.float64, np.int64):
+      _refuse_deep(str(arr.dtype), f"dtype {arr.dtype}")
+    raise ImageError(f"image arrays must be uint8, got {arr.dtype}")
+  if arr.ndim == 3 and arr.shape[2] == 1:
+    arr = arr[..., 0]
+  modes = {2: "L"} if arr.ndim == 2 else {3: {2: "LA", 3: "RGB", 4: "RGBA"}.get(arr.shape[2])}
+  mode = modes.get(arr.ndim)
+  if mode is None:
+    raise ImageError(f"cannot interpret an array of shape {arr.shape} as an image "
+                     "(expected HxW, HxWx1, HxWx2, HxWx3 or HxWx4)")
+  return ImageData(np.ascontiguousarray(arr), mode)
+
+
+def read_image(path: PathOrFile) -> ImageData:
+  """Reads an image file (any format Pillow reads) into ImageData.
+
+  Raises:
+    ImageError: unreadable, unsupported, >8-bit or animated images.
+    OSError: the file cannot be opened.
+  """
+  try:
+    img = Image.open(path)
+  except (Image.UnidentifiedImageError, Image.DecompressionBombError, SyntaxError,
+          ValueError) as e:
+    raise ImageError(f"cannot read image: {e}") from None
+  with img:
+    return from_pil(img)
+
+
+def to_pil(data: ImageData) -> Image.Image:
+  """The Pillow image of `data`, mode restored (palette and transparency for 'P')."""
+  if data.mode == "1":
+    return Image.fromarray(data.pixels, "L").convert("1", dither=Image.Dither.NONE)
+  img = Image.fromarray(data.pixels, data.mode)
+  if data.mode == "P":
+    img.putpalette(data.palette, "RGB")
+    if data.transparency is not None:
+      img.info["transparency"] = data.transparency
+  return img
+
+
+def png_bytes(data: ImageData) -> bytes:
+  """Lossless PNG encoding of `data` (mode, palette and transparency kept)."""
+  buf = io.BytesIO()
+  img = to_pil(data)
+  kwargs = {}
+  if data.mode == "P" and data.transparency is not None:
+    kwargs["transparency"] = data.transparency
+  img.save(buf, format="PNG", **kwargs)
+  return buf.getvalue()
+
+
+def pad_to_multiple(x: np.ndarray, factor: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+  """Edge-replication padding at the bottom and right to multiples of `factor`.
+
+  Replicated borders are cheap to code (the model predicts them well), unlike zeros.
+
+  Args:
+    x: [H, W, ...] array.
+    factor: the multiple (2^S for L3C).
+  Returns:
+    (padded [H', W', ...], (pad_h, pad_w)) with H' = H + pad_h a multiple of factor.
+  """
+  h, w = x.shape[:2]
+  pad_h, pad_w = -h % factor, -w % factor
+  if pad_h or pad_w:
+    widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (x.ndim - 2)
+    x = np.pad(x, widths, mode="edge")
+  return x, (pad_h, pad_w)
+
+
+def padded_size(n: int, factor: int) -> int:
+  """n rounded up to a multiple of factor."""
+  return n + (-n % factor)
+
+
+def tile_grid(height: int, width: int, tile_size: int) -> List[Tuple[int, int, int, int]]:
+  """Row-major tiles (y0, x0, tile_h, tile_w) of at most tile_size x tile_size covering H x W."""
+  return [(y, x, min(tile_size, height - y), min(tile_size, width - x))
+          for y in range(0, height, tile_size) for x in range(0, width, tile_size)]

@@ -1,0 +1,1 @@
+"""Evaluation: real-coding evaluation of the codec (`evaluate`) and comparison tables."""

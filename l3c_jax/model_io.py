@@ -1,0 +1,211 @@
+"""Exported models: a directory with `config.json` and `params.msgpack`, and its fingerprint.
+
+Layout of an exported model directory (written by `save_model`, e.g. by the training loop
+into WORKDIR/model/ at every checkpoint):
+  config.json     {"config": L3CConfig.to_dict(), "metadata": {...}, "format": "l3c-jax-model/1"}
+  params.msgpack  flax.serialization msgpack of the parameter tree (numpy float32 leaves)
+
+`load_model(path)` accepts such a directory or a training workdir that contains `model/`.
+The shipped default model lives in `l3c_jax/default_model/` (same layout).
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from l3c_jax.coding.bitstream import FORMAT_VERSION
+from l3c_jax.models.config import L3CConfig
+from l3c_jax.models.l3c import param_shapes
+
+CONFIG_FILE = "config.json"
+PARAMS_FILE = "params.msgpack"
+EXPORT_FORMAT = "l3c-jax-model/1"
+DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
+
+
+class ModelError(ValueError):
+  """A model cannot be loaded (missing / corrupt files, mismatching parameters)."""
+
+
+def _leaves_by_path(params):
+  """[(path string, numpy leaf)] sorted by path: the canonical parameter order."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  items = [(jax.tree_util.keystr(path), np.asarray(leaf)) for path, leaf in flat]
+  return sorted(items, key=lambda kv: kv[0])
+
+
+def compute_fingerprint(config: L3CConfig, params) -> str:
+  """Hex sha256 over the codec format version, the config JSON and the parameter bytes.
+
+  Parameters enter in sorted path order as (path, dtype, shape, little-endian bytes), so the
+  fingerprint does not depend on dict order, on numpy vs jax arrays or on the host byte order.
+  """
+  h = hashlib.sha256()
+  h.update(b"l3c-jax model fingerprint\0")
+  h.update(f"format={FORMAT_VERSION}\0".encode())
+  h.update(json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+  for path, leaf in _leaves_by_path(params):
+    leaf = np.ascontiguousarray(leaf)
+    h.update(f"\0{path}\0{leaf.dtype.str.lstrip('<>=|')}\0{leaf.shape}\0".encode())
+    h.update(leaf.astype(leaf.dtype.newbyteorder("<"), copy=False).tobytes())
+  return h.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+  """A model ready for coding: configuration and parameters (compared by identity).
+
+  Attributes:
+    config: the L3CConfig.
+    params: parameter pytree (as from `init_params` / training), jax or numpy leaves.
+  """
+  config: L3CConfig
+  params: Any
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """Hex sha256 of (weights, config, codec format version); see `compute_fingerprint`."""
+    return compute_fingerprint(self.config, self.params)
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def save_model(directory: str, config: L3CConfig, params,
+               metadata: Optional[Mapping[str, Any]] = None) -> str:
+  """Exports a model to `directory` (created if needed); each file is replaced atomically.
+
+  The parameters are written first and the config last, so a reader never pairs a new
+  config with old parameters of a different shape without noticing (shapes are checked).
+
+  Args:
+    directory: output directory.
+    config: model configuration.
+    params: parameter pytree (jax or numpy leaves; stored as numpy).
+    metadata: optional JSON-serializable info (training step, bpsp, data, ...).
+  Returns:
+    The directory.
+  """
+  os.makedirs(directory, exist_ok=True)
+  np_params = jax.tree_util.tree_map(lambda a: np.asarray(a), params)
+  _atomic_write(os.path.join(directory, PARAMS_FILE), serialization.msgpack_serialize(
+      serialization.to_state_dict(np_params)))
+  doc = {"format": EXPORT_FORMAT, "config": config.to_dict(),
+         "metadata": dict(metadata or {}),
+         "fingerprint": compute_fingerprint(config, np_params)}
+  _atomic_write(os.path.join(directory, CONFIG_FILE),
+                (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+  return directory
+
+
+def _resolve(path: str) -> str:
+  """The exported-model directory for an export dir or a training workdir."""
+  if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+    return path
+  if os.path.isfile(os.path.join(path, "model", CONFIG_FILE)):
+    return os.path.join(path, "model")
+  if not os.path.isdir(path):
+    raise ModelError(f"model directory {path} does not exist")
+  raise ModelError(f"no model in {path} (expected {CONFIG_FILE} and {PARAMS_FILE}, "
+                   "or a training workdir with an exported model/)")
+
+
+def read_metadata(path: str) -> dict:
+  """The metadata dict stored with an exported model (empty if none)."""
+  with open(os.path.join(_resolve(path), CONFIG_FILE), "rb") as f:
+    return dict(json.loads(f.read()).get("metadata") or {})
+
+
+def load_model(path: str) -> Model:
+  """Loads an exported model directory, or the exported model inside a training workdir.
+
+  Raises:
+    ModelError: with a one-line message if files are missing, unreadable or inconsistent.
+  """
+  directory = _resolve(os.fspath(path))
+  try:
+    with open(os.path.join(directory, CONFIG_FILE), "rb") as f:
+      doc = json.loads(f.read())
+    config = L3CConfig.from_dict(doc["config"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise ModelError(f"cannot read {os.path.join(directory, CONFIG_FILE)}: "
+                     f"{type(e).__name__}: {e}") from None
+  params_path = os.path.join(directory, PARAMS_FILE)
+  try:
+    with open(params_path, "rb") as f:
+      state = serialization.msgpack_restore(f.read())
+  except FileNotFoundError:
+    raise ModelError(f"missing {params_path}") from None
+  except Exception as e:  # msgpack raises a variety of types on corrupt input
+    raise ModelError(f"cannot read {params_path}: {type(e).__name__}") from None
+  params = _check_params(state, config, params_path)
+  return Model(config=config, params=jax.tree_util.tree_map(jnp.asarray, params))
+
+
+def _check_params(state, config: L3CConfig, where: str):
+  """Checks the restored tree against the config's parameter shapes; returns numpy params."""
+  expected = param_shapes(config)
+  exp_leaves = dict(_shape_items(expected))
+  try:
+    got_leaves = dict((k, np.asarray(v)) for k, v in _leaves_by_path(state))
+  except Exception:
+    raise ModelError(f"cannot read {where}: not a parameter tree") from None
+  if set(exp_leaves) != set(got_leaves):
+    missing = sorted(set(exp_leaves) - set(got_leaves))
+    extra = sorted(set(got_leaves) - set(exp_leaves))
+    raise ModelError(f"{where} does not match config.json ({len(missing)} missing, "
+                     f"{len(extra)} unexpected parameters, e.g. "
+                     f"{(missing or extra)[0]})")
+  for k, (shape, dtype) in exp_leaves.items():
+    v = got_leaves[k]
+    if v.shape != shape or v.dtype != dtype:
+      raise ModelError(f"{where}: parameter {k} has shape {v.shape} {v.dtype}, "
+                       f"config.json implies {shape} {dtype}")
+  return jax.tree_util.tree_unflatten(
+      jax.tree_util.tree_structure(expected),
+      [got_leaves[jax.tree_util.keystr(p)] for p, _ in
+       jax.tree_util.tree_flatten_with_path(expected)[0]])
+
+
+def _shape_items(tree):
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    yield jax.tree_util.keystr(path), (tuple(leaf.shape), np.dtype(leaf.dtype))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_default() -> Model:
+  if not os.path.isfile(os.path.join(DEFAULT_MODEL_DIR, CONFIG_FILE)):
+    raise ModelError("no default model is shipped with this installation "
+                     "(l3c_jax/default_model/ is missing); pass a model directory "
+                     "(--model DIR, or model=l3c_jax.load_model(DIR))")
+  return load_model(DEFAULT_MODEL_DIR)
+
+
+def load_default_model() -> Model:
+  """The shipped default model (`l3c_jax/default_model/`), loaded once per process.
+
+  Raises:
+    ModelError: if no default model is shipped.
+  """
+  return _load_default()
