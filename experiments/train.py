@@ -18,10 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
 
 config_lib.define_flags()
-flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics.jsonl, model/).")
-flags.DEFINE_string("data_dir", None, "Training image folder(s), comma-separated.")
-flags.DEFINE_string("val_dir", None, "Validation image folder(s) (center crops).")
-flags.DEFINE_boolean("dry_run", False, "Build the model shapes, print the parameter count, exit.")
+config_lib.define_program_flags()
 flags.DEFINE_boolean("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
 FLAGS = flags.FLAGS
 

@@ -121,30 +121,37 @@ def test_training_refuses_other_model_in_same_workdir(tmp_path):
     loop.train_and_evaluate(other, str(work), str(tmp_path), None)
 
 
-_TRAIN_MODULE = []
+_LAUNCHERS = {}
 
 
-def _load_train_module():
-  """Imports experiments/train.py once (its absl flags can be defined only once per process)."""
-  if not _TRAIN_MODULE:
-    spec = importlib.util.spec_from_file_location("l3c_train_launcher",
-                                                  os.path.join(ROOT, "experiments", "train.py"))
+def _load_launcher(name):
+  """Imports experiments/<name>.py once (absl flags can be defined only once per process)."""
+  if name not in _LAUNCHERS:
+    spec = importlib.util.spec_from_file_location(f"l3c_{name}_launcher",
+                                                  os.path.join(ROOT, "experiments", f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    _TRAIN_MODULE.append(mod)
-  return _TRAIN_MODULE[0]
+    _LAUNCHERS[name] = mod
+  return _LAUNCHERS[name]
 
 
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "experiments", "flags",
                                                                    "*.flags"))),
                          ids=os.path.basename)
 def test_every_flagfile_builds_with_dry_run(flagfile, capsys):
-  mod = _load_train_module()
+  """sweep_*.flags go through sweep.py, all others through train.py."""
+  is_sweep = os.path.basename(flagfile).startswith("sweep_")
+  _load_launcher("train")
+  _load_launcher("sweep")  # defines the --sweep_* flags in the same process
+  mod = _load_launcher("sweep" if is_sweep else "train")
   with flagsaver.flagsaver():
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train.py", f"--flagfile={flagfile}", "--dry_run"])
-    assert mod.main(["train.py"]) == 0
+    flags.FLAGS(["x.py", f"--flagfile={flagfile}", "--dry_run"])
+    assert mod.main(["x.py"]) == 0
   out = capsys.readouterr().out
+  if is_sweep:
+    assert "member 1:" in out
+    return
   n = int(out.strip().splitlines()[-1].split(":")[1])
   assert n > 0
   if os.path.basename(flagfile) == "paper_l3c.flags":

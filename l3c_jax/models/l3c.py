@@ -104,12 +104,13 @@ class L3C(nn.Module):
     c = self.config
     return jnp.asarray(quantizer.quantization_levels(c.num_levels, c.levels_min, c.levels_max))
 
-  def encode(self, x: jax.Array, train: bool = False):
+  def encode(self, x: jax.Array, train: bool = False, soft_sigma=None):
     """Runs E^(1..S).
 
     Args:
       x: [B, H, W, 3] float32 pixels in 0..255, H and W multiples of 2^S.
       train: straight-through quantization if True, hard otherwise.
+      soft_sigma: overrides config.soft_sigma (may be traced, e.g. swept with vmap).
     Returns:
       (symbols, z): tuples of S arrays [B, H/2^s, W/2^s, C_q] (int32 resp. float32).
     """
@@ -119,7 +120,8 @@ class L3C(nn.Module):
     symbols, zs = [], []
     for s in range(c.num_scales):
       feat, y = self.encoders[s](self.enc_inputs[s](feat))
-      z, sym = quantizer.quantize(y, levels, c.soft_sigma, train)
+      sigma = c.soft_sigma if soft_sigma is None else soft_sigma
+      z, sym = quantizer.quantize(y, levels, sigma, train)
       symbols.append(sym)
       zs.append(z)
     return tuple(symbols), tuple(zs)
@@ -137,8 +139,8 @@ class L3C(nn.Module):
     f_s = self.decoders[s - 1](z_s, f_above)
     return f_s, self.prob_heads[s - 1](f_s)
 
-  def __call__(self, x: jax.Array, train: bool = False) -> L3COutput:
-    symbols, zs = self.encode(x, train)
+  def __call__(self, x: jax.Array, train: bool = False, soft_sigma=None) -> L3COutput:
+    symbols, zs = self.encode(x, train, soft_sigma)
     head_params = [None] * self.config.num_scales
     f = None
     for s in range(self.config.num_scales, 0, -1):

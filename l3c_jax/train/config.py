@@ -124,3 +124,19 @@ def from_flags(flag_values=None) -> ExperimentConfig:
       kw[f.name] = v
     parts[section] = cls(**kw)
   return ExperimentConfig(**parts)
+
+
+def define_program_flags(flag_values=None):
+  """The launchers' shared program flags (--workdir, --data_dir, --val_dir, --dry_run).
+
+  Guarded, so several launchers can be imported into one process (tests)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  fv = flag_values if flag_values is not None else flags.FLAGS
+  defs = [("workdir", flags.DEFINE_string, None, "Run directory (checkpoints, metrics, model/)."),
+          ("data_dir", flags.DEFINE_string, None, "Training image folder(s), comma-separated."),
+          ("val_dir", flags.DEFINE_string, None, "Validation image folder(s) (center crops)."),
+          ("dry_run", flags.DEFINE_boolean, False,
+           "Build the model shapes, print the parameter count / members, exit.")]
+  for name, define, default, doc in defs:
+    if name not in fv:
+      define(name, default, doc, flag_values=fv)

@@ -61,25 +61,30 @@ def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: ja
 
 
 def loss_fn(params, x: jax.Array, cfg: L3CConfig,
-            scale_weights: Optional[Sequence[float]] = None):
+            scale_weights: Optional[Sequence[float]] = None, soft_sigma=None):
   """Training loss (sum of the S predicted scales' bpsp) and metrics for a uint8/float batch.
 
   Args:
     params: model parameters.
     x: [B, H, W, 3] pixels 0..255 (uint8 or float32), H, W multiples of 2^S.
-    scale_weights: optional per-scale weights (ablations); may be a traced array.
+    scale_weights: optional [S] per-scale loss weights (ablations); may be traced.
+    soft_sigma: optional quantizer sigma overriding cfg.soft_sigma; may be traced.
   """
   x = x.astype(jnp.float32)
-  out = L3C(cfg).apply({"params": params}, x, train=True)
+  out = L3C(cfg).apply({"params": params}, x, train=True, soft_sigma=soft_sigma)
   return losses.bpsp_metrics(out, x, cfg, scale_weights=scale_weights)
 
 
 def train_step(state: TrainState, x: jax.Array, cfg: L3CConfig,
                tx: optax.GradientTransformation,
-               scale_weights: Optional[jax.Array] = None):
-  """One RMSprop step on batch x -> (new state, metrics). Pure."""
+               scale_weights: Optional[jax.Array] = None, soft_sigma=None):
+  """One RMSprop step on batch x -> (new state, metrics). Pure.
+
+  scale_weights ([S]) and soft_sigma (scalar) are optional array hyper-parameters, so sweeps can
+  give every member its own (see train/ensemble.py); the learning-rate scale lives in opt_state.
+  """
   (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, x, cfg, scale_weights)
+      state.params, x, cfg, scale_weights, soft_sigma)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(metrics)
