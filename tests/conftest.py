@@ -1,0 +1,82 @@
+"""Shared pytest fixtures for the l3c_jax test suite.
+
+The suite runs on the CPU backend unless JAX_PLATFORMS is already set (e.g. to run the `gpu`
+tests on a machine with an accelerator). This must happen before the first `import jax`.
+
+`jax_numpy_rank_promotion='raise'` is deliberately NOT enabled: the core relies on implicit rank
+promotion (`quantizer.to_symbols`/`soft_quantize`: y[..., None] - levels; `layers.AffineConv1x1`:
+einsum(...) + bias), which that setting rejects.
+"""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import pathlib  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+from l3c_jax.models import layers  # pylint: disable=g-import-not-at-top
+from l3c_jax.models.config import L3CConfig  # pylint: disable=g-import-not-at-top
+from l3c_jax.models.l3c import param_shapes  # pylint: disable=g-import-not-at-top
+
+TESTDATA_DIR = pathlib.Path(__file__).resolve().parent / "testdata"
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> L3CConfig:
+  """A small L3C (C_f=8, 1 ResBlock, C_q=2, K=2, paper S=3, L=25) that compiles in ~1-2 s."""
+  return L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
+
+
+def random_params(config: L3CConfig, seed: int = 0):
+  """Random L3C parameters without compiling `init_params` (which takes 5-25 s on this CPU).
+
+  Shapes come from `param_shapes` (jax.eval_shape, ~0.5 s); conv kernels and biases are drawn
+  U(+-1/sqrt(fan_in)) like PyTorch's default init; the two input-normalization 1x1 convs get their
+  fixed affine values (x - 255*mean, then /128).
+  """
+  gen = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    names = [getattr(k, "key", str(k)) for k in path]
+    if names[0] in ("input_shift", "input_scale"):
+      eye = np.eye(3, dtype=np.float32)
+      if names[0] == "input_scale":
+        return eye.reshape(leaf.shape) / 128 if names[-1] == "kernel" else np.zeros(3, np.float32)
+      return (eye.reshape(leaf.shape) if names[-1] == "kernel"
+              else -255.0 * np.asarray(layers.RGB_MEAN, np.float32))
+    fan_in = math.prod(leaf.shape[:-1]) if names[-1] == "kernel" else None
+    if fan_in is None:  # a bias: fan_in of its kernel is not known here; any small scale will do
+      fan_in = 9 * config.num_channels
+    bound = 1.0 / math.sqrt(fan_in)
+    return gen.uniform(-bound, bound, size=leaf.shape).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, param_shapes(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_params(tiny_config):
+  """Random (non-compiled) parameters of `tiny_config`, see `random_params`."""
+  return random_params(tiny_config)
+
+
+@pytest.fixture
+def rng() -> jax.Array:
+  """A fixed JAX PRNG key (a fresh one per test, so tests do not depend on each other's draws)."""
+  return jax.random.key(0)
+
+
+@pytest.fixture
+def np_rng() -> np.random.Generator:
+  """A fixed NumPy generator (fresh per test)."""
+  return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def testdata_dir() -> pathlib.Path:
+  """Path of tests/testdata."""
+  return TESTDATA_DIR
