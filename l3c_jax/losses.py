@@ -27,8 +27,13 @@ def nll_bits_maps(out: L3COutput, x: jax.Array, config: L3CConfig):
   maps = [-likelihood.log_prob(out.head_params[0], x, likelihood.RGB_ALPHABET,
                                config.num_mixtures, True, config.log_scale_min) / LN2]
   for s in range(1, config.num_scales):
-    maps.append(-likelihood.log_prob(out.head_params[s], out.z[s - 1], lat,
-                                     config.num_mixtures, False, config.log_scale_min) / LN2)
+    if config.rgb_bicubic_baseline:  # every scale is an RGB image with coupled channels
+      lp = likelihood.log_prob(out.head_params[s], out.z[s - 1], likelihood.RGB_ALPHABET,
+                               config.num_mixtures, True, config.log_scale_min)
+    else:
+      lp = likelihood.log_prob(out.head_params[s], out.z[s - 1], lat,
+                               config.num_mixtures, False, config.log_scale_min)
+    maps.append(-lp / LN2)
   return maps
 
 

@@ -18,8 +18,10 @@ class L3CConfig:
     soft_sigma: sigma of the soft quantizer softmax(-sigma * d^2) (`q.sigma`).
     num_mixtures: K, logistic components per sub-pixel (`prob.K`).
     log_scale_min: lower clamp of the logistic log-scales.
-    rgb_bicubic_baseline: the paper's learned "RGB" baseline (Fig. A2): the encoders are replaced by a
-      bicubic x0.5 pyramid and every scale is predicted with the 256-level RGB mixture.
+    rgb_bicubic_baseline: the paper's learned "RGB" baselines (Fig. A2/A3): the encoders are
+      replaced by a bicubic x0.5 pyramid of the image and every scale is predicted with the
+      256-level RGB mixture; needs latent_channels=3 and num_levels=256 (the "latents" are the
+      RGB images x^(s)). With num_scales=1 this is RGB-Shared (applied recursively at test time).
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -32,6 +34,13 @@ class L3CConfig:
   num_mixtures: int = 10
   log_scale_min: float = -7.0
   rgb_bicubic_baseline: bool = False
+
+  def __post_init__(self):
+    if self.rgb_bicubic_baseline and (self.latent_channels, self.num_levels) != (3, 256):
+      raise ValueError("rgb_bicubic_baseline needs latent_channels=3 and num_levels=256 "
+                       f"(got {self.latent_channels}, {self.num_levels})")
+    if self.num_scales < 1 or self.num_channels < 1 or self.num_mixtures < 1:
+      raise ValueError(f"invalid L3CConfig: {self}")
 
   @property
   def padding_factor(self) -> int:

@@ -18,8 +18,9 @@ from l3c_jax.models.config import L3CConfig
 
 
 def head_channels(config: L3CConfig, s: int) -> int:
-  """K_p of the head on f^(s): 4*3*K for the RGB head (s = 1, with coupling), 3*C_q*K else."""
-  if s == 1:
+  """K_p of the head on f^(s): 4*3*K for RGB heads (s = 1, or every s in the RGB baselines,
+  with coupling), 3*C_q*K for latent heads."""
+  if s == 1 or config.rgb_bicubic_baseline:
     return 4 * 3 * config.num_mixtures
   return 3 * config.latent_channels * config.num_mixtures
 
@@ -37,6 +38,24 @@ class L3COutput:
   symbols: Tuple[jax.Array, ...]
   z: Tuple[jax.Array, ...]
   head_params: Tuple[jax.Array, ...]
+
+
+def bicubic_half(x: jax.Array) -> jax.Array:
+  """x0.5 bicubic downscaling of 0..255 images, rounded and clipped to integers (RGB baselines).
+
+  NOTE(l3c-pytorch): the official baselines use PIL's BICUBIC resize on uint8 images; we use
+  `jax.image.resize(..., 'bicubic', antialias=True)` (Keys a=-0.5 with antialiasing, the same
+  filter family) so the pyramid is computed on the device inside the jitted step. Values can differ
+  from PIL's by a grey level here and there; only the baselines use this.
+
+  Args:
+    x: [B, H, W, C] float32 (H, W even).
+  Returns:
+    [B, H/2, W/2, C] float32 integers in 0..255.
+  """
+  b, h, w, c = x.shape
+  y = jax.image.resize(x, (b, h // 2, w // 2, c), method="bicubic", antialias=True)
+  return jnp.clip(jnp.round(y), 0.0, 255.0)
 
 
 class Encoder(nn.Module):
@@ -94,8 +113,9 @@ class L3C(nn.Module):
     self.input_shift = layers.AffineConv1x1(
         scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
     self.input_scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
-    self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
-    self.encoders = [Encoder(c) for _ in range(c.num_scales)]
+    if not c.rgb_bicubic_baseline:
+      self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
+      self.encoders = [Encoder(c) for _ in range(c.num_scales)]
     self.decoders = [Decoder(c) for _ in range(c.num_scales)]
     self.prob_heads = [ProbHead(c.num_channels, head_channels(c, s))
                        for s in range(1, c.num_scales + 1)]
@@ -115,6 +135,12 @@ class L3C(nn.Module):
       (symbols, z): tuples of S arrays [B, H/2^s, W/2^s, C_q] (int32 resp. float32).
     """
     c = self.config
+    if c.rgb_bicubic_baseline:
+      # RGB baselines: the "latents" z^(s) are the bicubic pyramid x^(s), symbols = pixel values.
+      zs = []
+      for _ in range(c.num_scales):
+        zs.append(bicubic_half(zs[-1] if zs else x))
+      return tuple(z.astype(jnp.int32) for z in zs), tuple(zs)
     levels = self.levels()
     feat = self.input_scale(self.input_shift(x))
     symbols, zs = [], []
@@ -136,6 +162,10 @@ class L3C(nn.Module):
     Returns:
       (f_s [B, 2h, 2w, C_f], head params [B, 2h, 2w, K_p]).
     """
+    if self.config.rgb_bicubic_baseline:
+      # Decoder head on x^(s) - 255 * mean (no /128) through the one (trainable) mean-shift
+      # conv, as in the official RGB baselines (hence their 2,729,076 / 909,700 parameters).
+      z_s = self.input_shift(z_s)
     f_s = self.decoders[s - 1](z_s, f_above)
     return f_s, self.prob_heads[s - 1](f_s)
 
