@@ -77,14 +77,20 @@ class Model:
     return compute_fingerprint(self.config, self.params)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes) -> None:
+  """Writes `data` to `path` via a temporary file in the same directory and os.replace, so
+  readers see the old file or the complete new one, never a partial file."""
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                             dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -109,12 +115,12 @@ def save_model(directory: str, config: L3CConfig, params,
   """
   os.makedirs(directory, exist_ok=True)
   np_params = jax.tree_util.tree_map(lambda a: np.asarray(a), params)
-  _atomic_write(os.path.join(directory, PARAMS_FILE), serialization.msgpack_serialize(
+  atomic_write(os.path.join(directory, PARAMS_FILE), serialization.msgpack_serialize(
       serialization.to_state_dict(np_params)))
   doc = {"format": EXPORT_FORMAT, "config": config.to_dict(),
          "metadata": dict(metadata or {}),
          "fingerprint": compute_fingerprint(config, np_params)}
-  _atomic_write(os.path.join(directory, CONFIG_FILE),
+  atomic_write(os.path.join(directory, CONFIG_FILE),
                 (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
   return directory
 

@@ -277,21 +277,24 @@ class _TileCoder:
     num_scales, c_q = cfg.num_scales, cfg.latent_channels
     hs, ws = hp >> num_scales, wp >> num_scales
     n_top = hs * ws * c_q
-    top = self._decode_symbols(next(streams), [(0, self._uniform_table(n_top))], n_top)
+    top = self._decode_symbols(f"z{num_scales}", next(streams),
+                               [(0, self._uniform_table(n_top))], n_top)
     symbols = jnp.asarray(top.reshape(1, hs, ws, c_q))
     f_above = None
     for s in range(num_scales, 0, -1):
       f_above, head = self._decode_scale(s, symbols, f_above)
       if s > 1:
         rows, n = self._latent_rows(head)
-        sym = self._decode_symbols(next(streams), tables.latent_tables(rows, n, cfg),
-                                   n * c_q, c_q)
+        sym = self._decode_symbols(f"z{s - 1}", next(streams),
+                                   tables.latent_tables(rows, n, cfg), n * c_q, c_q)
         symbols = jnp.asarray(sym.reshape(1, head.shape[1], head.shape[2], c_q))
       else:
         pixels = self._decode_pixels(streams, head, num_channels)
     return pixels.reshape(hp, wp, num_channels)[:height, :width]
 
-  def _decode_symbols(self, data: bytes, table_iter, n: int, per_row: int = 1) -> np.ndarray:
+  def _decode_symbols(self, key: str, data: bytes, table_iter, n: int, per_row: int = 1
+                      ) -> np.ndarray:
+    self.stats._add(self.stats.actual_bits, key, 8 * len(data))
     with self.clock("coder"):
       dec = entropy.StreamDecoder(data)
     out = np.empty(n, np.int32)
@@ -306,7 +309,7 @@ class _TileCoder:
     for c in range(num_channels):
       x_prev = _x_prev_rows(pixels, c, rows.shape[0])
       pixels[:, c] = self._decode_symbols(
-          next(streams), tables.pixel_tables(rows, x_prev, n, c, self.config), n)
+          "x", next(streams), tables.pixel_tables(rows, x_prev, n, c, self.config), n)
     return pixels
 
 

@@ -1,0 +1,89 @@
+"""The .l3c container (coding.bitstream): round trip and rejection of bad files."""
+
+import dataclasses
+import struct
+
+import pytest
+
+from l3c_jax.coding import bitstream
+from l3c_jax.coding.bitstream import CodecError
+
+
+def _header(**kw):
+  h = bitstream.Header(
+      fingerprint=bytes(range(16)), mode="P", height=13, width=19, tile_size=1024, pad_h=3,
+      pad_w=5, pixel_crc32=0xDEADBEEF,
+      components=((bitstream.COMPONENT_RGB, 0),), palette=bytes(range(30)),
+      transparency=bytes([0, 255, 7]), stream_lengths=(), payload_crc32=0)
+  return dataclasses.replace(h, **kw)
+
+
+STREAMS = (b"abcd" * 3, b"", b"\x00\x01\x02\x03")
+
+
+def test_bitstream_roundtrip_keeps_every_field():
+  for transparency in (None, 7, bytes([1, 2, 3])):
+    h = _header(transparency=transparency)
+    data = bitstream.pack(h, STREAMS)
+    got, streams = bitstream.unpack(data)
+    assert streams == STREAMS
+    assert got == dataclasses.replace(h, stream_lengths=(12, 0, 4),
+                                      payload_crc32=bitstream.crc32(b"".join(STREAMS)))
+    assert bitstream.header_size(got) == len(data) - 16
+
+
+def test_bitstream_rejects_wrong_magic():
+  data = bytearray(bitstream.pack(_header(), STREAMS))
+  data[0:4] = b"\x89PNG"
+  with pytest.raises(CodecError, match="not an l3c-jax file"):
+    bitstream.unpack(bytes(data))
+
+
+def test_bitstream_rejects_newer_format_version():
+  data = bytearray(bitstream.pack(_header(), STREAMS))
+  data[4] = bitstream.FORMAT_VERSION + 1
+  with pytest.raises(CodecError, match="newer than this l3c-jax supports"):
+    bitstream.unpack(bytes(data))
+
+
+def test_bitstream_rejects_every_truncation():
+  data = bitstream.pack(_header(), STREAMS)
+  for n in range(len(data)):
+    with pytest.raises(CodecError):
+      bitstream.unpack(data[:n])
+
+
+def test_bitstream_rejects_trailing_bytes():
+  data = bitstream.pack(_header(), STREAMS)
+  with pytest.raises(CodecError, match="unexpected bytes"):
+    bitstream.unpack(data + b"\x00")
+
+
+def test_bitstream_detects_corruption_of_any_byte():
+  data = bitstream.pack(_header(), STREAMS)
+  for i in range(len(data)):
+    bad = bytearray(data)
+    bad[i] ^= 0x10
+    with pytest.raises(CodecError):
+      bitstream.unpack(bytes(bad))
+
+
+def test_bitstream_rejects_implausible_fields_even_with_valid_checksum():
+  def forged(body_edit):
+    data = bitstream.pack(_header(), STREAMS)
+    (body_len,) = struct.unpack_from("<I", data, 5)
+    body = bytearray(data[9:9 + body_len])
+    body_edit(body)
+    head = data[:9] + bytes(body)
+    return head + struct.pack("<I", bitstream.crc32(head)) + data[9 + body_len + 4:]
+
+  def huge_height(body):
+    body[17:21] = struct.pack("<I", 1 << 30)
+
+  def bad_mode(body):
+    body[16] = 99
+
+  with pytest.raises(CodecError, match="implausible image size"):
+    bitstream.unpack(forged(huge_height))
+  with pytest.raises(CodecError, match="mode code"):
+    bitstream.unpack(forged(bad_mode))

@@ -1,0 +1,274 @@
+"""The codec end to end (coding.codec, api, model_io) with the tiny random model.
+
+Image sizes are chosen so that few padded shapes are compiled: 7x9 (-> 8x16) and 13x19
+(-> 16x24) are reused by several tests.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import l3c_jax
+from l3c_jax import model_io
+from l3c_jax.coding import bitstream
+from l3c_jax.coding import codec
+from l3c_jax.coding.bitstream import CodecError
+from l3c_jax.data import images
+
+from conftest import random_params
+
+KODAK = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_config, tiny_params):
+  return model_io.Model(tiny_config, tiny_params)
+
+
+def _roundtrip(model, image: images.ImageData, **kw) -> bytes:
+  data, _ = codec.encode(image, model, **kw)
+  back, _ = codec.decode(data, model)
+  assert back.mode == image.mode
+  assert back.palette == image.palette and back.transparency == image.transparency
+  np.testing.assert_array_equal(back.pixels, image.pixels)
+  return data
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (7, 9), (13, 19)])
+def test_codec_roundtrip_is_bit_exact_for_odd_sizes(model, np_rng, shape):
+  x = np_rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+  _roundtrip(model, images.from_array(x))
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_codec_roundtrip_constant_images(model, value):
+  _roundtrip(model, images.from_array(np.full((13, 19, 3), value, np.uint8)))
+
+
+def test_codec_roundtrip_smooth_image_is_cheaper_than_noise(model, np_rng):
+  yy, xx = np.mgrid[0:13, 0:19]
+  smooth = np.stack([yy * 9, xx * 6, (yy + xx) * 4], -1).astype(np.uint8)
+  noise = np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8)
+  assert len(_roundtrip(model, images.from_array(smooth))) < len(
+      _roundtrip(model, images.from_array(noise)))
+
+
+def test_codec_roundtrip_every_mode(model, np_rng):
+  rnd = lambda *s: np_rng.integers(0, 256, s).astype(np.uint8)
+  cases = {
+      "L": images.ImageData(rnd(7, 9), "L"),
+      "LA": images.ImageData(rnd(7, 9, 2), "LA"),
+      "RGBA": images.ImageData(rnd(7, 9, 4), "RGBA"),
+      "RGBA opaque": images.ImageData(
+          np.concatenate([rnd(7, 9, 3), np.full((7, 9, 1), 255, np.uint8)], 2), "RGBA"),
+      "LA constant alpha": images.ImageData(
+          np.stack([rnd(7, 9), np.full((7, 9), 17, np.uint8)], 2), "LA"),
+      "1": images.ImageData((rnd(7, 9) > 127).astype(np.uint8) * 255, "1"),
+      "P": images.ImageData(rnd(7, 9) % 5, "P", bytes(rnd(15)), None),
+      "P transparency": images.ImageData(rnd(7, 9) % 5, "P", bytes(rnd(15)), bytes(rnd(5))),
+      "P transparent index": images.ImageData(rnd(7, 9) % 5, "P", bytes(rnd(15)), 3),
+      # Entries 1 and 3 share a colour and both are used: the index plane is coded instead.
+      "P duplicate colours": images.ImageData(
+          np.arange(63, dtype=np.uint8).reshape(7, 9) % 4, "P",
+          bytes([1, 2, 3, 9, 9, 9, 4, 5, 6, 9, 9, 9]), None),
+  }
+  sizes = {}
+  for name, image in cases.items():
+    sizes[name] = len(_roundtrip(model, image))
+  # A constant alpha plane costs nothing: opaque RGBA is about as small as... RGB data alone.
+  rgb_only = len(_roundtrip(model, images.ImageData(cases["RGBA opaque"].pixels[..., :3],
+                                                    "RGB")))
+  assert sizes["RGBA opaque"] - rgb_only < 8
+  assert sizes["RGBA"] > sizes["RGBA opaque"] + 100
+
+
+def test_codec_palette_components(np_rng):
+  unique = images.ImageData(np.zeros((2, 2), np.uint8), "P", bytes([1, 2, 3, 1, 2, 3]), None)
+  assert codec._components(unique)[0][0] == bitstream.COMPONENT_RGB  # duplicate is unused
+  dup = images.ImageData(np.array([[0, 1]], np.uint8), "P", bytes([1, 2, 3, 1, 2, 3]), None)
+  assert codec._components(dup)[0][0] == bitstream.COMPONENT_GRAY
+
+
+def test_codec_tiles_roundtrip_and_count(model, np_rng):
+  x = np_rng.integers(0, 256, (20, 27, 3)).astype(np.uint8)
+  data = _roundtrip(model, images.from_array(x), tile_size=16)
+  header, streams = bitstream.unpack(data)
+  assert header.tile_size == 16
+  assert len(streams) == 4 * (model.config.num_scales + 3)  # 2x2 tiles, 3 latents + R, G, B
+
+
+def test_codec_rejects_a_different_model(model, tiny_config, np_rng):
+  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
+      np.uint8)), model)
+  other = model_io.Model(tiny_config, random_params(tiny_config, seed=1))
+  with pytest.raises(CodecError, match="different model"):
+    codec.decode(data, other)
+
+
+def _forge(data: bytes, **changes) -> bytes:
+  """Re-packs a file with header fields / streams changed and all checksums recomputed."""
+  header, streams = bitstream.unpack(data)
+  streams = changes.pop("streams", streams)
+  return bitstream.pack(dataclasses.replace(header, **changes), streams)
+
+
+def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
+  image = images.from_array(np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8))
+  data, _ = codec.encode(image, model)
+  header, streams = bitstream.unpack(data)
+  with pytest.raises(CodecError, match="checksum"):
+    codec.decode(_forge(data, pixel_crc32=header.pixel_crc32 ^ 1), model)
+  rejected = 0
+  for i in range(len(streams)):
+    bad = [bytearray(s) for s in streams]
+    bad[i][len(bad[i]) // 2] ^= 0x5A
+    try:
+      back, _ = codec.decode(_forge(data, streams=[bytes(s) for s in bad]), model)
+    except CodecError:
+      rejected += 1
+      continue
+    np.testing.assert_array_equal(back.pixels, image.pixels)  # never a wrong image
+  assert rejected >= len(streams) - 1
+  with pytest.raises(CodecError, match="substreams"):
+    codec.decode(_forge(data, streams=streams[:-1]), model)
+  with pytest.raises(CodecError, match="components"):
+    codec.decode(_forge(data, mode="RGBA"), model)
+
+
+def test_codec_rejects_truncated_files(model, np_rng):
+  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
+      np.uint8)), model)
+  for n in (0, 3, 10, len(data) // 2, len(data) - 1):
+    with pytest.raises(CodecError):
+      codec.decode(data[:n], model)
+
+
+def test_codec_stats_account_for_every_bit(model, np_rng):
+  image = images.from_array(np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8))
+  data, stats = codec.encode(image, model, estimate=True)
+  assert stats.file_bits == 8 * len(data)
+  assert stats.file_bits == stats.header_bits + sum(stats.actual_bits.values())
+  assert set(stats.actual_bits) == set(stats.theory_bits) == {"z3", "z2", "z1", "x"}
+  assert stats.num_subpixels == 13 * 19 * 3
+  assert stats.header_bits == 8 * bitstream.header_size(bitstream.unpack(data)[0])
+  _, dstats = codec.decode(data, model)
+  assert dstats.actual_bits == stats.actual_bits
+
+
+def calibrated_params(config, params):
+  """Random params whose heads predict broad, centred distributions (no symbol in the 2^-24
+  tails), so the model's estimate is a meaningful lower bound for the written bits."""
+  params = jax.tree_util.tree_map(np.array, params)
+  k = config.num_mixtures
+  for s in range(config.num_scales):
+    out = params[f"prob_heads_{s}"]["out"]["conv"]
+    out["kernel"] *= 0.05
+    if s == 0:
+      bias = np.zeros((4, 3, k), np.float32)
+      bias[1] = np.array([128.0, 64.0, 0.0])[:, None] + np.linspace(-10, 10, k)
+      bias[2] = 3.5
+    else:
+      bias = np.zeros((3, config.latent_channels, k), np.float32)
+      bias[1] = np.linspace(-0.2, 0.2, k)
+      bias[2] = -1.0
+    out["bias"] = bias.reshape(-1)
+  return params
+
+
+@pytest.mark.data
+def test_codec_information_bounds_on_a_photo(tiny_config, tiny_params):
+  if not KODAK.is_dir():
+    pytest.skip(f"{KODAK} not available")
+  model = model_io.Model(tiny_config, calibrated_params(tiny_config, tiny_params))
+  photo = images.read_image(KODAK / "kodim23.png")
+  image = images.ImageData(np.ascontiguousarray(photo.pixels[:512, 128:640]), "RGB")
+  data, stats = codec.encode(image, model, estimate=True)
+  theory = sum(stats.theory_bits.values())
+  written = sum(stats.actual_bits.values())
+  assert written >= theory
+  assert stats.file_bits <= 1.002 * theory + stats.header_bits
+  for key, bits in stats.actual_bits.items():  # and scale by scale
+    assert bits >= stats.theory_bits[key] - 32, key
+  back, _ = codec.decode(data, model)
+  np.testing.assert_array_equal(back.pixels, image.pixels)
+
+
+def test_api_compress_decompress_arrays_and_modes(model, np_rng):
+  x = np_rng.integers(0, 256, (7, 9, 3)).astype(np.uint8)
+  data = l3c_jax.compress(x, model=model)
+  np.testing.assert_array_equal(l3c_jax.decompress(data, model=model), x)
+  gray = x[..., 0]
+  out = l3c_jax.decompress(l3c_jax.compress(Image.fromarray(gray), model=model), model=model)
+  assert out.dtype == np.uint8 and out.shape == (7, 9)
+  np.testing.assert_array_equal(out, gray)
+  with pytest.raises(images.ImageError, match="8 bits"):
+    l3c_jax.compress(x.astype(np.uint16), model=model)
+
+
+def test_api_compress_accepts_paths_and_keeps_palettes(model, np_rng, tmp_path):
+  img = Image.fromarray(np_rng.integers(0, 5, (7, 9)).astype(np.uint8), "P")
+  img.putpalette(list(np_rng.integers(0, 256, 15)))
+  path = tmp_path / "p.png"
+  img.save(path, transparency=2)
+  decoded = l3c_jax.api.decompress_image(l3c_jax.compress(str(path), model=model), model=model)
+  original = images.read_image(path)
+  assert decoded.mode == "P" and decoded.palette == original.palette
+  assert decoded.transparency == 2
+  np.testing.assert_array_equal(decoded.pixels, np.asarray(img))
+
+
+def test_model_io_save_load_and_fingerprint(tiny_config, tiny_params, tmp_path):
+  model_io.save_model(str(tmp_path / "m"), tiny_config, tiny_params, {"step": 3})
+  loaded = model_io.load_model(str(tmp_path / "m"))
+  assert loaded.config == tiny_config
+  assert loaded.fingerprint == model_io.Model(tiny_config, tiny_params).fingerprint
+  assert model_io.read_metadata(str(tmp_path / "m")) == {"step": 3}
+  doc = json.loads((tmp_path / "m" / "config.json").read_text())
+  assert doc["fingerprint"] == loaded.fingerprint
+  # A training workdir with an exported model/ works too.
+  model_io.save_model(str(tmp_path / "work" / "model"), tiny_config, tiny_params)
+  assert model_io.load_model(str(tmp_path / "work")).fingerprint == loaded.fingerprint
+  # The fingerprint covers weights and config.
+  changed = jax.tree_util.tree_map(np.array, tiny_params)
+  changed["prob_heads_0"]["out"]["conv"]["bias"][0] += 1e-6
+  assert model_io.Model(tiny_config, changed).fingerprint != loaded.fingerprint
+  other_cfg = dataclasses.replace(tiny_config, soft_sigma=3.0)
+  assert model_io.Model(other_cfg, tiny_params).fingerprint != loaded.fingerprint
+
+
+def test_model_io_errors_are_one_line(tiny_config, tiny_params, tmp_path):
+  with pytest.raises(model_io.ModelError, match="does not exist"):
+    model_io.load_model(str(tmp_path / "nope"))
+  with pytest.raises(model_io.ModelError, match="no model in"):
+    model_io.load_model(str(tmp_path))
+  d = tmp_path / "m"
+  model_io.save_model(str(d), tiny_config, tiny_params)
+  (d / "params.msgpack").write_bytes(b"\x00garbage")
+  with pytest.raises(model_io.ModelError, match="params.msgpack"):
+    model_io.load_model(str(d))
+  (d / "params.msgpack").unlink()
+  with pytest.raises(model_io.ModelError, match="missing"):
+    model_io.load_model(str(d))
+  model_io.save_model(str(d), dataclasses.replace(tiny_config, num_channels=4),
+                      random_params(dataclasses.replace(tiny_config, num_channels=4)))
+  cfg = json.loads((d / "config.json").read_text())
+  cfg["config"]["num_channels"] = 8
+  (d / "config.json").write_text(json.dumps(cfg))
+  with pytest.raises(model_io.ModelError, match="does not match|has shape"):
+    model_io.load_model(str(d))
+  (d / "config.json").write_text("{")
+  with pytest.raises(model_io.ModelError, match="config.json"):
+    model_io.load_model(str(d))
+
+
+def test_model_io_default_model_missing_is_a_clear_error():
+  if os.path.isdir(model_io.DEFAULT_MODEL_DIR):
+    pytest.skip("a default model is shipped")
+  with pytest.raises(model_io.ModelError, match="no default model"):
+    model_io.load_default_model()

@@ -1,0 +1,111 @@
+"""Image reading / writing for the codec (data.images): modes, refusals, padding, tiles."""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from l3c_jax.data import images
+from l3c_jax.data.images import ImageError
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+  return (struct.pack(">I", len(payload)) + kind + payload
+          + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF))
+
+
+def _png16(arr: np.ndarray) -> bytes:
+  """A minimal 16-bit PNG (Pillow cannot write 16-bit RGB) of a uint16 [H, W, C] array."""
+  h, w, c = arr.shape
+  color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+  raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+  return (b"\x89PNG\r\n\x1a\n"
+          + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+          + _png_chunk(b"IDAT", zlib.compress(raw)) + _png_chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_images_refuses_16_bit_pngs(np_rng, channels):
+  arr = np_rng.integers(0, 65536, (3, 5, channels)).astype(np.uint16)
+  with pytest.raises(ImageError, match="8 bits per sample"):
+    images.read_image(io.BytesIO(_png16(arr)))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_images_refuses_deep_pillow_modes(mode):
+  with pytest.raises(ImageError, match="8 bits per sample"):
+    images.from_pil(Image.new(mode, (4, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_images_refuses_deep_arrays(dtype):
+  with pytest.raises(ImageError, match="8 bits per sample"):
+    images.from_array(np.zeros((4, 3, 3), dtype))
+
+
+def test_images_refuses_unsupported_modes_and_shapes():
+  with pytest.raises(ImageError, match="unsupported image mode 'CMYK'"):
+    images.from_pil(Image.new("CMYK", (4, 3)))
+  with pytest.raises(ImageError, match="cannot interpret"):
+    images.from_array(np.zeros((4, 3, 5), np.uint8))
+  with pytest.raises(ImageError, match="empty image"):
+    images.from_array(np.zeros((0, 3, 3), np.uint8))
+  with pytest.raises(ImageError, match="cannot read image"):
+    images.read_image(io.BytesIO(b"not an image"))
+
+
+def test_images_array_shapes_map_to_modes():
+  z = lambda *s: np.zeros(s, np.uint8)
+  assert images.from_array(z(2, 3)).mode == "L"
+  assert images.from_array(z(2, 3, 1)).mode == "L"
+  assert images.from_array(z(2, 3, 2)).mode == "LA"
+  assert images.from_array(z(2, 3, 3)).mode == "RGB"
+  assert images.from_array(z(2, 3, 4)).mode == "RGBA"
+
+
+def _roundtrip_png(data: images.ImageData) -> images.ImageData:
+  return images.read_image(io.BytesIO(images.png_bytes(data)))
+
+
+def test_images_png_roundtrip_keeps_palette_transparency_and_bilevel(np_rng):
+  idx = np_rng.integers(0, 4, (5, 7)).astype(np.uint8)
+  pal = bytes(np_rng.integers(0, 256, 12).astype(np.uint8))
+  for trans in (None, 2, bytes([0, 128, 255, 9])):
+    p = images.ImageData(idx, "P", pal, trans)
+    back = _roundtrip_png(p)
+    assert back.mode == "P" and back.palette[:12] == pal and back.transparency == trans
+    np.testing.assert_array_equal(back.pixels, idx)
+  bilevel = images.ImageData((idx % 2 * 255).astype(np.uint8), "1")
+  back = _roundtrip_png(bilevel)
+  assert back.mode == "1"
+  np.testing.assert_array_equal(back.pixels, bilevel.pixels)
+  la = images.ImageData(np_rng.integers(0, 256, (5, 7, 2)).astype(np.uint8), "LA")
+  np.testing.assert_array_equal(_roundtrip_png(la).pixels, la.pixels)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (1, 13), (7, 9, 3), (8, 8, 3), (13, 19, 2)])
+def test_images_pad_replicates_edges_to_a_multiple(np_rng, shape):
+  x = np_rng.integers(0, 256, shape).astype(np.uint8)
+  padded, (ph, pw) = images.pad_to_multiple(x, 8)
+  assert padded.shape[:2] == (images.padded_size(shape[0], 8), images.padded_size(shape[1], 8))
+  assert padded.shape[0] % 8 == 0 and padded.shape[1] % 8 == 0
+  assert (ph, pw) == (padded.shape[0] - shape[0], padded.shape[1] - shape[1])
+  np.testing.assert_array_equal(padded[:shape[0], :shape[1]], x)
+  np.testing.assert_array_equal(padded[shape[0]:, :shape[1]],
+                                np.broadcast_to(x[-1:], padded[shape[0]:, :shape[1]].shape))
+  np.testing.assert_array_equal(padded[:, shape[1]:],
+                                np.broadcast_to(padded[:, shape[1] - 1:shape[1]],
+                                                padded[:, shape[1]:].shape))
+
+
+def test_images_tile_grid_covers_the_image_exactly_once():
+  h, w, t = 37, 50, 16
+  cover = np.zeros((h, w), int)
+  for y, x, th, tw in images.tile_grid(h, w, t):
+    assert th <= t and tw <= t
+    cover[y:y + th, x:x + tw] += 1
+  assert np.all(cover == 1)
+  assert len(images.tile_grid(h, w, t)) == 3 * 4
