@@ -4,8 +4,8 @@ A reference directory (e.g. tests/testdata/l3c_pytorch_tiny or ../shared/referen
 holds an official state dict (`weights_tiny.npz`), uint8 HWC inputs (`inputs.npz`), the official
 results (`expected.json`: per-scale bits) and arrays (`expected.npz`, NCHW: symbols `{case}/S{s}`,
 heads `{case}/P{s}` or their first rows `{case}/P{s}_rows`, per-channel checksums
-`{case}/P{s}_chan_sum[sq]`). Every key except the symbols and the bits is optional, so a reduced copy
-of the fixture works too. The official side is documented in the fixture's README.md.
+`{case}/P{s}_chan_sum[sq]`). Every key except the symbols and the bits is optional, so a reduced
+copy of the fixture works too. The official side is documented in the fixture's README.md.
 """
 
 import dataclasses
@@ -91,7 +91,7 @@ def _load_npz(path: str) -> Dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=4)
 def _forward_fn(cfg):
-  """Jitted (params, x) -> (L3COutput, bits per scale); cached so repeated checks reuse the compile."""
+  """Jitted (params, x) -> (L3COutput, bits per scale); cached, so repeated checks compile once."""
   model = L3C(cfg)
 
   @jax.jit

@@ -94,7 +94,10 @@ def sigmoid_diff(a, b):
 
 def split_head(head, num_channels: int, num_mixtures: int, coupled: bool,
                log_scale_min: float = -7.0):
-  """Raw head [..., K_p] -> dict of [..., C, K] float64 arrays (log-scales clamped, coeffs sigmoid)."""
+  """Raw head [..., K_p] -> dict of [..., C, K] float64 arrays.
+
+  Log-scales are clamped below at log_scale_min; coupling coefficients are sigmoid'ed.
+  """
   head = np.asarray(head, np.float64)
   num_p = 4 if coupled else 3
   assert head.shape[-1] == num_p * num_channels * num_mixtures
@@ -159,7 +162,7 @@ def mixture_log_prob(logits, means, log_scales, targets, x_min, x_max, num_bins)
 
 def dmll_log_prob(head, targets, x_min: float, x_max: float, num_bins: int, num_mixtures: int,
                   coupled: bool, log_scale_min: float = -7.0):
-  """Per-element log-likelihood (nats) from a raw head. head [..., K_p], targets [..., C] -> [..., C]."""
+  """Per-element log-likelihood (nats): head [..., K_p], targets [..., C] -> [..., C]."""
   targets = np.asarray(targets, np.float64)
   c = targets.shape[-1]
   p = split_head(head, c, num_mixtures, coupled, log_scale_min)

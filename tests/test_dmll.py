@@ -40,7 +40,7 @@ def dmll_fixture(testdata_dir):
 
 
 def _random_rgb_case(rng, n, k, log_scale_range=(-1.5, 2.5)):
-  """A well-conditioned coupled RGB case: heads [n, 12K] whose coupled means lie near the targets."""
+  """A well-conditioned coupled RGB case: heads [n, 12K], coupled means near the targets."""
   x = rng.integers(0, 256, size=(n, 3)).astype(np.float32)
   x[:4] = [[0, 0, 0], [255, 255, 255], [0, 128, 255], [255, 1, 254]]  # both edge bins
   logits = rng.normal(0, 1.5, size=(n, 3, k))

@@ -8,10 +8,14 @@ imported with `convert.import_official`, our forward pass on two astronaut crops
 import json
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
+from l3c_jax import convert
 from l3c_jax import reference_check
+from l3c_jax.models.config import REFERENCE_TINY
+from l3c_jax.models.l3c import param_shapes
 
 FIXTURE = "l3c_pytorch_tiny"
 
@@ -59,3 +63,12 @@ def test_reference_check_detects_tampered_fixture(testdata_dir, tmp_path):
   assert any("x_40x56 S2: 1 symbols differ" in f for f in bad.failures), bad.failures
   assert any(f.startswith("x_64x96 z1: bits rel diff") for f in bad.failures), bad.failures
   assert "FAIL" in reference_check.format_report(bad)
+
+
+def test_imported_official_weights_fill_exactly_our_parameter_tree(testdata_dir):
+  params, cfg = convert.import_official(str(testdata_dir / FIXTURE / "weights_tiny.npz"))
+  assert cfg == REFERENCE_TINY
+  shapes = param_shapes(cfg)
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(shapes)
+  for p, s in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(shapes)):
+    assert p.shape == s.shape and p.dtype == s.dtype

@@ -58,7 +58,8 @@ def test_to_symbols_snaps_out_of_range_to_end_levels():
 
 
 def test_to_symbols_breaks_exact_ties_to_lower_index():
-  # With levels (-1, 0, 1) the midpoints +-0.5 are exact ties in float32 (torch.min picks the first).
+  # With levels (-1, 0, 1) the midpoints +-0.5 are exact ties in float32; torch.min picks the
+  # first minimum.
   levels = jnp.array([-1.0, 0.0, 1.0])
   np.testing.assert_array_equal(quantizer.to_symbols(jnp.array([-0.5, 0.5]), levels), [0, 1])
 
@@ -76,7 +77,8 @@ def test_hard_quantize_values_match_oracle(np_rng):
   y = np_rng.normal(0, 0.7, size=(3, 6, 5)).astype(np.float32)
   ok = _away_from_midpoints(y, levels, 1e-5)
   z, sym = quantizer.quantize(y, levels, SIGMA, train=False)
-  np.testing.assert_array_equal(np.asarray(z)[ok], ref.hard_quantize(y, levels)[ok].astype(np.float32))
+  want = ref.hard_quantize(y, levels).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(z)[ok], want[ok])
   np.testing.assert_array_equal(z, quantizer.from_symbols(sym, levels))
 
 
