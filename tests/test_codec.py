@@ -139,6 +139,9 @@ def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
     codec.decode(_forge(data, streams=streams[:-1]), model)
   with pytest.raises(CodecError, match="components"):
     codec.decode(_forge(data, mode="RGBA"), model)
+  # A forged size (same tile count) is caught by the size of the uniform top-scale stream.
+  with pytest.raises(CodecError, match="does not match the data"):
+    codec.decode(_forge(data, height=1000, width=1000, pad_h=0, pad_w=0), model)
 
 
 def test_codec_rejects_truncated_files(model, np_rng):

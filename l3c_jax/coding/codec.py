@@ -473,6 +473,19 @@ def _validate(header: bitstream.Header, config: L3CConfig, model_fingerprint: st
   if len(header.stream_lengths) != expected:
     raise CodecError(f"corrupt header ({len(header.stream_lengths)} substreams, expected "
                      f"{expected})")
+  # Every z^(S) symbol costs log2(L) bits under the uniform prior, so the top substreams bound
+  # the image size by the file size: a forged size cannot make us decode for hours.
+  i = 0
+  for k in kinds:
+    if k == bitstream.COMPONENT_CONSTANT:
+      continue
+    for _, _, th, tw in images.tile_grid(header.height, header.width, header.tile_size):
+      n_top = ((images.padded_size(th, factor) * images.padded_size(tw, factor))
+               // factor ** 2 * config.latent_channels)
+      min_bytes = int(n_top * math.log2(config.num_levels) / 8) - 8
+      if header.stream_lengths[i] < min_bytes:
+        raise CodecError("corrupt header (image size does not match the data)")
+      i += config.num_scales + _component_channels(k)
 
 
 def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
