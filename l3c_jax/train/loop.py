@@ -129,7 +129,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
                                        tcfg.val_max_images)
   tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
   schedule = step_lib.learning_rate_schedule(tcfg, loader.batches_per_epoch)
-  state = step_lib.create_train_state(cfg, tx, jax.random.key(tcfg.seed))
+  state = step_lib.create_train_state(cfg, tx, jax.random.key(tcfg.seed),
+                                      pixel_head_init=tcfg.pixel_head_init)
   elapsed = 0.0
   if start_step:
     state, meta = ckpt.restore(state)

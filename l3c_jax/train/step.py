@@ -1,5 +1,6 @@
 """Pure training / evaluation steps (no I/O, no Python side effects; jit- and vmap-able)."""
 
+import math
 from typing import Any, Dict, Optional, Sequence
 
 import flax
@@ -50,10 +51,27 @@ def make_optimizer(tcfg: TrainConfig, batches_per_epoch: int) -> optax.GradientT
   return optax.inject_hyperparams(make)(lr_scale=1.0)
 
 
+def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: float = math.log(16.0)):
+  """Sets the biases of the RGB head's mean / log-scale channels (see TrainConfig.pixel_head_init).
+
+  NOTE(l3c-pytorch): an intentional deviation from the official default init, only where a
+  config asks for it. Channel layout of the head: p * C * K + c * K + k (p 1 = means, 2 = scales).
+  """
+  ck = 3 * cfg.num_mixtures
+  bias = params["prob_heads_0"]["out"]["conv"]["bias"]
+  bias = bias.at[ck:2 * ck].set(mean).at[2 * ck:3 * ck].set(log_scale)
+  out = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
+  out["prob_heads_0"]["out"]["conv"]["bias"] = bias
+  return out
+
+
 def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: jax.Array,
-                       lr_scale: Optional[jax.Array] = None) -> TrainState:
+                       lr_scale: Optional[jax.Array] = None,
+                       pixel_head_init: bool = False) -> TrainState:
   """Initializes params (PyTorch default init) and optimizer state; vmappable over rng."""
   params = init_params(cfg, rng)
+  if pixel_head_init:
+    params = init_pixel_head(params, cfg)
   opt_state = tx.init(params)
   if lr_scale is not None:
     opt_state.hyperparams["lr_scale"] = jnp.asarray(lr_scale, jnp.float32)
