@@ -1,0 +1,113 @@
+r"""Bit-cost heat maps: where the model spends its bits, per scale, beside the image.
+
+Writes one PNG: image | bits of x | bits of z^(1) | ... | bits of z^(S-1). Each map is the
+model's -log2 p per position: for x summed over the 3 colour channels of a pixel; for z^(s)
+summed over the C_q channels of a latent position (which covers 2^s x 2^s pixels) and shown
+upsampled (nearest) to the image size so the panels align. Titles give each scale's bpsp (bits
+over the 3*H*W sub-pixels of the image); z^(S) costs a constant C_q*log2(L) per position under
+its uniform prior and is only listed in the header. Each panel has its own colour bar, 0 to a
+high percentile of its values (--shared_scale: one range for all).
+
+Usage (from the repository root):
+  python experiments/bitcost.py --image=../shared/data/kodak/kodim23.png --output=/tmp/bits.png
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind: str, name: str, default, help_text: str) -> None:
+  # sample.py and bitcost.py share these flags and may be imported into one process (tests).
+  if name not in FLAGS:
+    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+
+
+_define("string", "image", "../shared/data/kodak/kodim23.png", "Input image (any Pillow format).")
+_define("integer", "crop", 256, "Centre crop side in pixels (trimmed to a multiple of 2^S); "
+        "0: the whole image.")
+_define("string", "model", "", "Exported model directory (or training workdir); "
+        "empty: the shipped default model.")
+_define("string", "output", None, "Output PNG (default: <script>_<image name>.png here).")
+flags.DEFINE_enum("cmap", "inferno", ["inferno", "viridis", "gray"], "Colour map.")
+flags.DEFINE_float("percentile", 99.5, "Colour range top: this percentile of each map's values.")
+flags.DEFINE_boolean("shared_scale", False, "One colour range for all maps (the max of theirs).")
+
+
+def bit_maps(config, params, x):
+  """Per-position bits of each predicted scale at image resolution and the bpsp of every scale.
+
+  Args:
+    x: [1, H, W, 3] float32 pixels.
+  Returns:
+    (maps, bpsp): maps is a list of S numpy [H, W] arrays (x: bits per pixel; z^(s): bits per
+    latent position, repeated over its 2^s x 2^s pixels); bpsp maps 'x', 'z1', ... to floats.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from l3c_jax import losses, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models.l3c import L3C  # pylint: disable=import-outside-toplevel
+
+  @jax.jit
+  def run(p, img):
+    out = L3C(config).apply({"params": p}, img)
+    return ([jax.numpy.sum(m[0], axis=-1) for m in losses.nll_bits_maps(out, img, config)],
+            losses.bits_per_scale(out, img, config))
+
+  maps, bits = jax.device_get(run(params, x))
+  n = 3 * x.shape[1] * x.shape[2]
+  bpsp = {k: float(v) / n for k, v in bits.items()}
+  maps = [visualize.upsample_nearest(np.asarray(m, np.float64), 2 ** s) for s, m in enumerate(maps)]
+  return maps, bpsp
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from l3c_jax import model_io, visualize  # pylint: disable=import-outside-toplevel
+
+  model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
+  cfg = model.config
+  pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
+  height, width = pixels.shape[:2]
+  name = os.path.basename(FLAGS.image)
+  output = FLAGS.output or f"bitcost_{os.path.splitext(name)[0]}.png"
+  maps, bpsp = bit_maps(cfg, model.params, jnp.asarray(pixels, jnp.float32)[None])
+
+  tops = [max(float(np.percentile(m, FLAGS.percentile)), 1e-6) for m in maps]
+  if FLAGS.shared_scale:
+    tops = [max(tops)] * len(tops)
+  top_name = f"z{cfg.num_scales}"
+  total = sum(bpsp.values())
+  print(f"{name} {height}x{width}: {total:.4f} bpsp = " +
+        " + ".join(f"{k} {v:.4f}" for k, v in bpsp.items()) + f" ({top_name} uniform)")
+  cells = [pixels]
+  titles = [f"{name}\n{height}x{width}"]
+  for s, (m, top) in enumerate(zip(maps, tops)):
+    key = "x" if s == 0 else f"z{s}"
+    heat = visualize.apply_colormap(m, 0.0, top, FLAGS.cmap)
+    unit = "bits per pixel\n(R+G+B)" if s == 0 else \
+        f"bits per z{s} position\n({2 ** s}x{2 ** s} pixels)"
+    bar = visualize.colorbar(width, 0.0, top, FLAGS.cmap, label=unit)
+    cells.append(visualize.stack_vertical([heat, bar]))
+    titles.append(f"{key}: {bpsp[key]:.3f} bpsp\nmean {m.mean():.2f}, max {m.max():.1f} bits")
+  title = (f"Bits per scale: {total:.3f} bpsp = " +
+           " + ".join(f"{k} {v:.3f}" for k, v in bpsp.items()) +
+           f" ({top_name}: uniform prior, not shown)")
+  fig = visualize.labeled_grid([cells], column_titles=titles, title=title)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  fig.save(output)
+  print(f"wrote {output} ({fig.width}x{fig.height})")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

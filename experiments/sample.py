@@ -1,0 +1,107 @@
+r"""Samples an image from the model given its real representation at each scale (paper Sec. 5.4).
+
+For one image (centre-cropped) this writes one PNG grid: the real image; pixels sampled given the
+real z^(1); z^(1) and pixels sampled given the real z^(2); ...; everything sampled given the real
+z^(S). Each column title carries the bpsp still stored at that level (the model's bits of the
+real z^(s), ..., z^(S); z^(S) under its uniform prior), e.g. z1+z2+z3, z2+z3, z3 = 0.121.
+
+Usage (from the repository root):
+  python experiments/sample.py --image=../shared/data/kodak/kodim23.png --output=/tmp/samples.png
+  python experiments/sample.py --model=/work/runs/default_cpu/model --num_samples=2 --seed=1
+"""
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+
+
+def _define(kind: str, name: str, default, help_text: str) -> None:
+  # sample.py and bitcost.py share these flags and may be imported into one process (tests).
+  if name not in FLAGS:
+    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
+
+
+_define("string", "image", "../shared/data/kodak/kodim23.png", "Input image (any Pillow format).")
+_define("integer", "crop", 256, "Centre crop side in pixels (trimmed to a multiple of 2^S); "
+        "0: the whole image.")
+_define("string", "model", "", "Exported model directory (or training workdir); "
+        "empty: the shipped default model.")
+_define("string", "output", None, "Output PNG (default: <script>_<image name>.png here).")
+flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
+flags.DEFINE_integer("num_samples", 1, "Rows of independent samples.")
+flags.DEFINE_boolean("snap_latents", True, "Snap sampled latents to the quantizer levels before "
+                     "feeding them to the next decoder (false: continuous, like L3C-PyTorch).")
+flags.DEFINE_boolean("unconditional", False, "Add a column sampling everything, z^(S) from its "
+                     "uniform prior (nothing stored).")
+
+
+def load_model(model_dir: str):
+  """The exported model in `model_dir`, or the shipped default for ''."""
+  from l3c_jax import model_io  # pylint: disable=import-outside-toplevel
+  return model_io.load_model(model_dir) if model_dir else model_io.load_default_model()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.num_samples < 1:
+    raise app.UsageError("--num_samples must be >= 1")
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from l3c_jax import sampling, visualize  # pylint: disable=import-outside-toplevel
+
+  model = load_model(FLAGS.model)
+  cfg, params = model.config, model.params
+  num_scales = cfg.num_scales
+  pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
+  height, width = pixels.shape[:2]
+  x = jnp.asarray(pixels, jnp.float32)[None]
+  name = os.path.basename(FLAGS.image)
+  output = FLAGS.output or f"sample_{os.path.splitext(name)[0]}.png"
+
+  kept = sampling.bpsp_kept(cfg, params, x)
+  print(f"{name} {height}x{width}: {kept[0]:.4f} bpsp total")
+  for s in range(1, num_scales + 1):
+    stored = "+".join(f"z{t}" for t in range(s, num_scales + 1))
+    print(f"  given z{s}: stored {stored} = {kept[s]:.4f} bpsp")
+
+  levels = list(range(1, num_scales + 1)) + ([num_scales + 1] if FLAGS.unconditional else [])
+  titles = ["real image\n(everything stored)\n" + f"{kept[0]:.3f} bpsp"]
+  for s in levels:
+    sampled = ", ".join([f"z{t}" for t in range(s - 1, 0, -1)] + ["x"])
+    if s > num_scales:
+      sampled = ", ".join(f"z{t}" for t in range(num_scales, 0, -1)) + ", x"
+      titles.append(f"nothing given\nsampled: {sampled}\n0 bpsp stored")
+    else:
+      titles.append(f"given real z{s}\nsampled: {sampled}\n{kept[s]:.3f} bpsp stored")
+  rows = []
+  t0 = time.time()
+  key = jax.random.key(FLAGS.seed)
+  for r in range(FLAGS.num_samples):
+    row = [pixels if r == 0 else None]
+    for s in levels:
+      key, sub = jax.random.split(key)
+      result = sampling.sample_given_scale(cfg, params, x, s, sub, FLAGS.snap_latents)
+      row.append(visualize.to_uint8_image(jax.device_get(result.x[0])))
+    rows.append(row)
+  print(f"sampled {FLAGS.num_samples} x {len(levels)} images in {time.time() - t0:.1f} s")
+  row_titles = [f"sample {r + 1}" for r in range(FLAGS.num_samples)] \
+      if FLAGS.num_samples > 1 else None
+  title = (f"{name}, {height}x{width} crop: model {kept[0]:.3f} bpsp; samples of what is not "
+           f"stored (seed {FLAGS.seed})")
+  fig = visualize.labeled_grid(rows, column_titles=titles, row_titles=row_titles, title=title)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  fig.save(output)
+  print(f"wrote {output} ({fig.width}x{fig.height})")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,113 @@
+"""Sampling an image given its real representation down to some scale (paper Sec. 5.4).
+
+`sample_given_scale(config, params, x, s, key)` keeps the real z^(s), ..., z^(S) of x (what
+would still be stored), runs the decoders D^(S) ... D^(s) on them and then samples z^(s-1),
+..., z^(1) and finally the pixels, each from its predicted mixture, feeding every sample to the
+next decoder. s = S + 1 samples everything, with z^(S) drawn from its uniform prior.
+Pure JAX (no I/O); the sampling math is in `l3c_jax.likelihood.sampling`.
+"""
+
+import dataclasses
+import functools
+from typing import Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from l3c_jax import losses
+from l3c_jax.likelihood import dmll
+from l3c_jax.likelihood import sampling as mixture_sampling
+from l3c_jax.models import quantizer
+from l3c_jax.models.config import L3CConfig
+from l3c_jax.models.l3c import L3C
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleResult:
+  """One sampling pass.
+
+  Attributes:
+    x: [B, H, W, 3] float32 sampled pixels (integers 0..255).
+    z: tuple of S arrays [B, H/2^s, W/2^s, C_q]: z^(s) fed to D^(s), real for s >= the given
+      scale, sampled below it.
+  """
+  x: jax.Array
+  z: Tuple[jax.Array, ...]
+
+
+jax.tree_util.register_dataclass(SampleResult, data_fields=["x", "z"], meta_fields=[])
+
+
+@functools.partial(jax.jit, static_argnames=("config", "given_scale", "snap_latents"))
+def sample_given_scale(config: L3CConfig, params, x: jax.Array, given_scale: int,
+                       key: jax.Array, snap_latents: bool = True) -> SampleResult:
+  """Samples the scales below `given_scale` from the model, keeping the real ones above.
+
+  NOTE(l3c-pytorch): the reference feeds sampled latents to the next decoder as continuous
+  values; by default we snap them to the nearest quantizer level, because our decoders only ever
+  see levels (in training and coding). `snap_latents=False` reproduces the reference behaviour.
+  The pixels are always clamped to [0, 255] and rounded.
+
+  Args:
+    config: model configuration (static).
+    params: model parameters.
+    x: [B, H, W, 3] float32 real pixels 0..255, H and W multiples of 2^S.
+    given_scale: static s in 1..S+1; z^(s..S) are the real latents of x (none for S+1).
+    key: PRNG key.
+    snap_latents: snap sampled latents to the quantizer levels.
+  Returns:
+    SampleResult.
+  """
+  num_scales = config.num_scales
+  if not 1 <= given_scale <= num_scales + 1:
+    raise ValueError(f"given_scale must be in 1..{num_scales + 1}, got {given_scale}")
+  model = L3C(config)
+  variables = {"params": params}
+  _, z_real = model.apply(variables, x, method=L3C.encode)
+  levels = jnp.asarray(quantizer.quantization_levels(config.num_levels, config.levels_min,
+                                                     config.levels_max))
+  lat = dmll.latent_alphabet(config.num_levels, config.levels_min, config.levels_max)
+  keys = jax.random.split(key, num_scales + 1)
+  z_used = list(z_real)
+  if given_scale == num_scales + 1:
+    # Unconditional: z^(S) from its uniform prior over the L levels.
+    symbols = jax.random.randint(keys[num_scales], z_real[-1].shape, 0, config.num_levels)
+    z_used[-1] = quantizer.from_symbols(symbols, levels)
+  f = None
+  x_sample = None
+  for s in range(num_scales, 0, -1):
+    f, head = model.apply(variables, s, z_used[s - 1], f, method=L3C.decode_scale)
+    if s == 1:
+      x_sample = mixture_sampling.sample_mixture(
+          head, keys[0], dmll.RGB_ALPHABET, config.num_mixtures, True, config.log_scale_min)
+    elif s - 1 < given_scale:  # z^(s-1) is not given: sample it
+      z_used[s - 2] = mixture_sampling.sample_mixture(
+          head, keys[s - 1], lat, config.num_mixtures, False, config.log_scale_min,
+          snap=snap_latents, levels=levels)
+  return SampleResult(x=x_sample, z=tuple(z_used))
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _bits_per_scale(config: L3CConfig, params, x: jax.Array) -> Dict[str, jax.Array]:
+  out = L3C(config).apply({"params": params}, x)
+  return losses.bits_per_scale(out, x, config)
+
+
+def bpsp_kept(config: L3CConfig, params, x: jax.Array) -> Dict[int, float]:
+  """bpsp still stored when z^(s), ..., z^(S) are kept, for s = 1..S (and S+1: 0).
+
+  From the model's likelihood of the real image (paper Eq. (3); z^(S) under its uniform prior),
+  each scale normalized by the 3*H*W sub-pixels of x, e.g. {1: z1+z2+z3, 2: z2+z3, 3: z3}.
+
+  Args:
+    x: [B, H, W, 3] float32 pixels.
+  Returns:
+    {s: bpsp} for s in 1..S+1, plus 0: the total (x and all latents).
+  """
+  bits = {k: float(v) for k, v in jax.device_get(_bits_per_scale(config, params, x)).items()}
+  n = x.shape[0] * 3 * x.shape[1] * x.shape[2]
+  kept = {config.num_scales + 1: 0.0}
+  for s in range(config.num_scales, 0, -1):
+    kept[s] = kept[s + 1] + bits[f"z{s}"] / n
+  kept[0] = kept[1] + bits["x"] / n
+  return kept
