@@ -155,3 +155,11 @@ def test_tables_chunk_sizes_are_bounded_powers_of_two():
   cfg = L3CConfig()
   assert tables.latent_chunk_positions(10**7, cfg) * cfg.latent_channels <= tables.CHUNK_ROWS
   assert math.log2(tables.TOTAL_FREQUENCY) == entropy.PRECISION_BITS
+
+
+def test_tables_exp2_is_accurate_monotone_and_finite():
+  x = jnp.linspace(-140.0, 140.0, 400001, dtype=jnp.float32)
+  got = np.asarray(tables.exp2(x), np.float64)
+  want = np.exp2(np.clip(np.asarray(x, np.float64), -126, 126))
+  np.testing.assert_allclose(got, want, rtol=1.5e-7)
+  assert np.all(np.diff(got) >= 0) and np.all(np.isfinite(got)) and got.min() > 0
