@@ -106,7 +106,7 @@ def train_step(state: TrainState, x: jax.Array, cfg: L3CConfig,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(metrics)
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = optax.tree.norm(grads)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
