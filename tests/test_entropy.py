@@ -160,6 +160,6 @@ def test_tables_chunk_sizes_are_bounded_powers_of_two():
 def test_tables_exp2_is_accurate_monotone_and_finite():
   x = jnp.linspace(-140.0, 140.0, 400001, dtype=jnp.float32)
   got = np.asarray(tables.exp2(x), np.float64)
-  want = np.exp2(np.clip(np.asarray(x, np.float64), -126, 126))
+  want = np.exp2(np.clip(np.asarray(x, np.float64), -100, 100))
   np.testing.assert_allclose(got, want, rtol=1.5e-7)
   assert np.all(np.diff(got) >= 0) and np.all(np.isfinite(got)) and got.min() > 0
