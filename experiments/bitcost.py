@@ -74,7 +74,10 @@ def main(argv):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from l3c_jax import model_io, visualize  # pylint: disable=import-outside-toplevel
 
-  model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
+  try:
+    model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
+  except model_io.ModelError as e:
+    sys.exit(f"error: {e}")
   cfg = model.config
   pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
   height, width = pixels.shape[:2]

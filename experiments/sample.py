@@ -42,12 +42,6 @@ flags.DEFINE_boolean("unconditional", False, "Add a column sampling everything, 
                      "uniform prior (nothing stored).")
 
 
-def load_model(model_dir: str):
-  """The exported model in `model_dir`, or the shipped default for ''."""
-  from l3c_jax import model_io  # pylint: disable=import-outside-toplevel
-  return model_io.load_model(model_dir) if model_dir else model_io.load_default_model()
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -55,9 +49,12 @@ def main(argv):
     raise app.UsageError("--num_samples must be >= 1")
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from l3c_jax import sampling, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import model_io, sampling, visualize  # pylint: disable=import-outside-toplevel
 
-  model = load_model(FLAGS.model)
+  try:
+    model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
+  except model_io.ModelError as e:
+    sys.exit(f"error: {e}")
   cfg, params = model.config, model.params
   num_scales = cfg.num_scales
   pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
@@ -76,11 +73,8 @@ def main(argv):
   titles = ["real image\n(everything stored)\n" + f"{kept[0]:.3f} bpsp"]
   for s in levels:
     sampled = ", ".join([f"z{t}" for t in range(s - 1, 0, -1)] + ["x"])
-    if s > num_scales:
-      sampled = ", ".join(f"z{t}" for t in range(num_scales, 0, -1)) + ", x"
-      titles.append(f"nothing given\nsampled: {sampled}\n0 bpsp stored")
-    else:
-      titles.append(f"given real z{s}\nsampled: {sampled}\n{kept[s]:.3f} bpsp stored")
+    given = f"given real z{s}" if s <= num_scales else "nothing given"
+    titles.append(f"{given}\nsampled: {sampled}\n{kept[s]:.3f} bpsp stored")
   rows = []
   t0 = time.time()
   key = jax.random.key(FLAGS.seed)
@@ -88,7 +82,8 @@ def main(argv):
     row = [pixels if r == 0 else None]
     for s in levels:
       key, sub = jax.random.split(key)
-      result = sampling.sample_given_scale(cfg, params, x, s, sub, FLAGS.snap_latents)
+      result = sampling.sample_given_scale(cfg, params, x, s, sub,
+                                           snap_latents=FLAGS.snap_latents)
       row.append(visualize.to_uint8_image(jax.device_get(result.x[0])))
     rows.append(row)
   print(f"sampled {FLAGS.num_samples} x {len(levels)} images in {time.time() - t0:.1f} s")

@@ -231,12 +231,25 @@ def test_sample_given_scale_keeps_real_latents_and_samples_the_rest(small_setup)
   assert not np.array_equal(res.x, res2.x)                              # the key matters
 
 
+def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
+  cfg, params, x = small_setup
+  res = sampling.sample_given_scale(cfg, params, x, cfg.num_scales + 1, jax.random.key(0),
+                                    snap_latents=False)
+  top = np.asarray(res.z[1])
+  assert np.isin(top, LEVELS).all() and len(np.unique(top)) > 5   # uniform prior over levels
+  z1 = np.asarray(res.z[0])
+  assert z1.min() >= -1 and z1.max() <= 1 and not np.isin(z1, LEVELS).all()  # not snapped
+  assert float(res.x.min()) >= 0 and float(res.x.max()) <= 255
+  np.testing.assert_array_equal(res.x, jnp.round(res.x))
+  with pytest.raises(ValueError, match="given_scale"):
+    sampling.sample_given_scale(cfg, params, x, 0, jax.random.key(0))
+
+
 def test_bpsp_kept_sums_the_stored_scales(small_setup):
   cfg, params, x = small_setup
-  from l3c_jax import losses
-  from l3c_jax.models.l3c import L3C
   kept = sampling.bpsp_kept(cfg, params, x)
-  bits = losses.bits_per_scale(L3C(cfg).apply({"params": params}, x), x, cfg)
+  # losses.bits_per_scale of the forward pass (tested in its own module), compiled once above.
+  bits = sampling._bits_per_scale(cfg, params, x)  # pylint: disable=protected-access
   n = 3 * 16 * 16
   np.testing.assert_allclose(kept[2], cfg.latent_channels * np.log2(25) / (3 * 16), rtol=1e-6)
   np.testing.assert_allclose(kept[1], (float(bits["z1"]) + float(bits["z2"])) / n, rtol=1e-5)
