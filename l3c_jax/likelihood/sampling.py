@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from l3c_jax.likelihood.dmll import Alphabet, split_params
 
-UNIFORM_EPS = 1e-5  # uniforms are drawn in [eps, 1 - eps] (keeps both logs finite), as in the reference
+UNIFORM_EPS = 1e-5  # uniforms lie in [eps, 1 - eps] (both logs finite), as in the reference
 
 
 def _uniform(key: jax.Array, shape) -> jax.Array:
