@@ -22,6 +22,9 @@ class L3CConfig:
       replaced by a bicubic x0.5 pyramid of the image and every scale is predicted with the
       256-level RGB mixture; needs latent_channels=3 and num_levels=256 (the "latents" are the
       RGB images x^(s)). With num_scales=1 this is RGB-Shared (applied recursively at test time).
+    pixel_mean_scale: the RGB head's mean channels are multiplied by this factor. 1 is L3C
+      (means straight in pixel units). Larger values (e.g. 127.5) let the optimizer move the
+      means across the pixel range in few steps, like the /128 at the input; used for short runs.
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -34,6 +37,7 @@ class L3CConfig:
   num_mixtures: int = 10
   log_scale_min: float = -7.0
   rgb_bicubic_baseline: bool = False
+  pixel_mean_scale: float = 1.0
 
   def __post_init__(self):
     if self.rgb_bicubic_baseline and (self.latent_channels, self.num_levels) != (3, 256):

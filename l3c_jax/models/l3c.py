@@ -167,7 +167,13 @@ class L3C(nn.Module):
       # conv, as in the official RGB baselines (hence their 2,729,076 / 909,700 parameters).
       z_s = self.input_shift(z_s)
     f_s = self.decoders[s - 1](z_s, f_above)
-    return f_s, self.prob_heads[s - 1](f_s)
+    head = self.prob_heads[s - 1](f_s)
+    if self.config.pixel_mean_scale != 1.0 and (s == 1 or self.config.rgb_bicubic_baseline):
+      # NOTE(l3c-pytorch): optional output scaling of the RGB means (config.pixel_mean_scale);
+      # the official model is scale 1. Channel layout p*C*K + c*K + k, p = 1 are the means.
+      ck = 3 * self.config.num_mixtures
+      head = head.at[..., ck:2 * ck].multiply(self.config.pixel_mean_scale)
+    return f_s, head
 
   def __call__(self, x: jax.Array, train: bool = False, soft_sigma=None) -> L3COutput:
     symbols, zs = self.encode(x, train, soft_sigma)

@@ -59,7 +59,7 @@ def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: floa
   """
   ck = 3 * cfg.num_mixtures
   bias = params["prob_heads_0"]["out"]["conv"]["bias"]
-  bias = bias.at[ck:2 * ck].set(mean).at[2 * ck:3 * ck].set(log_scale)
+  bias = bias.at[ck:2 * ck].set(mean / cfg.pixel_mean_scale).at[2 * ck:3 * ck].set(log_scale)
   out = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
   out["prob_heads_0"]["out"]["conv"]["bias"] = bias
   return out
