@@ -6,7 +6,8 @@ and peak RSS, for 512x512 and 768x512 Kodak crops, with the paper config and the
 
 Each (model, crop size) runs in a fresh process, so its peak RSS is its own (JAX runtime,
 compiled code, model, activations and tables; compilation happens in a warm-up round that is
-not timed). Timings are medians over images x repeats. "tables" is the time the coding loop
+not timed; the "model" column is the RSS after importing JAX and loading the model, before
+any compilation or coding). Timings are medians over images x repeats. "tables" is the time the coding loop
 waits for integer tables; table work that overlaps range coding (tables are computed a couple
 of chunks ahead, asynchronously) is counted under "coder". The paper config has random weights
 (speed does not depend on training); its head biases are set so that pixels and latents get
@@ -91,6 +92,7 @@ def _worker(spec: dict, crops, repeats: int, queue):
     from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
     model = _build_model(spec)
     _ = model.fingerprint
+    base_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = []
     for i, pixels in enumerate(crops):
       image = images.ImageData(pixels, "RGB")
@@ -102,7 +104,7 @@ def _worker(spec: dict, crops, repeats: int, queue):
         back, dst = codec.decode(data, model)
         assert np.array_equal(back.pixels, pixels), "round trip failed"
         rows.append({"bpsp": est.bpsp, "enc": dict(est.times_s), "dec": dict(dst.times_s)})
-    queue.put({"rows": rows,
+    queue.put({"rows": rows, "base_rss_mb": base_rss_mb,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
   except Exception as e:  # pylint: disable=broad-except
     queue.put({"error": f"{type(e).__name__}: {e}"})
@@ -215,7 +217,7 @@ def main(argv=None) -> int:
   print(f"# bench_codec: {len(photos)} Kodak image(s) x {args.repeats} repeats, medians; "
         f"load average at start {load:.2f} on {os.cpu_count()} CPUs")
   header = (f"{'model':<44}{'size':>9}{'bpsp':>7} | {'enc':>6}{'net':>6}{'tab':>6}{'cod':>6}"
-            f" | {'dec':>6}{'net':>6}{'tab':>6}{'cod':>6} | {'RSS MB':>7}")
+            f" | {'dec':>6}{'net':>6}{'tab':>6}{'cod':>6} | {'RSS MB':>7}{'model':>7}")
   print(header)
   print("-" * len(header))
   results = []
@@ -229,7 +231,8 @@ def main(argv=None) -> int:
       rows = r["rows"]
       row = {"model": label, "size": f"{w}x{h}",
              "bpsp": statistics.mean(x["bpsp"] for x in rows),
-             "peak_rss_mb": r["peak_rss_mb"], "png_encode_s": png_enc, "png_decode_s": png_dec}
+             "peak_rss_mb": r["peak_rss_mb"], "base_rss_mb": r["base_rss_mb"],
+             "png_encode_s": png_enc, "png_decode_s": png_dec}
       for side in ("enc", "dec"):
         for stage in ("total", "network", "tables", "coder"):
           row[f"{side}_{stage}_s"] = _median(rows, side, stage)
@@ -237,7 +240,8 @@ def main(argv=None) -> int:
       print(f"{label[:43]:<44}{row['size']:>9}{row['bpsp']:>7.3f} | "
             f"{row['enc_total_s']:>6.3f}{row['enc_network_s']:>6.3f}{row['enc_tables_s']:>6.3f}"
             f"{row['enc_coder_s']:>6.3f} | {row['dec_total_s']:>6.3f}{row['dec_network_s']:>6.3f}"
-            f"{row['dec_tables_s']:>6.3f}{row['dec_coder_s']:>6.3f} | {row['peak_rss_mb']:>7.0f}")
+            f"{row['dec_tables_s']:>6.3f}{row['dec_coder_s']:>6.3f} | {row['peak_rss_mb']:>7.0f}"
+            f"{row['base_rss_mb']:>7.0f}")
       print(f"{'':<44}{'':>9}{'':>7} | x{row['enc_total_s'] / png_enc:>5.0f} PNG{'':>14} | "
             f"x{row['dec_total_s'] / png_dec:>5.0f} PNG")
   ablation = None

@@ -48,11 +48,15 @@ def compute_fingerprint(config: L3CConfig, params) -> str:
 
   Parameters enter in sorted path order as (path, dtype, shape, little-endian bytes), so the
   fingerprint does not depend on dict order, on numpy vs jax arrays or on the host byte order.
+  Config fields enter only where they differ from the L3CConfig default, so adding a new field
+  (whose default keeps the old behaviour) does not orphan files coded with existing models.
   """
+  defaults = {f.name: f.default for f in dataclasses.fields(L3CConfig)}
+  config_items = {k: v for k, v in config.to_dict().items() if defaults.get(k) != v}
   h = hashlib.sha256()
   h.update(b"l3c-jax model fingerprint\0")
   h.update(f"format={FORMAT_VERSION}\0".encode())
-  h.update(json.dumps(config.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+  h.update(json.dumps(config_items, sort_keys=True, separators=(",", ":")).encode())
   for path, leaf in _leaves_by_path(params):
     leaf = np.ascontiguousarray(leaf)
     h.update(f"\0{path}\0{leaf.dtype.str.lstrip('<>=|')}\0{leaf.shape}\0".encode())

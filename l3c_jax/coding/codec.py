@@ -181,7 +181,8 @@ class _TileCoder:
 
   def __init__(self, model, stats: CodingStats, estimate: bool = False):
     self.config: L3CConfig = model.config
-    self.params = model.params
+    # On the device once, not at every jitted call (a no-op for jax arrays).
+    self.params = jax.tree_util.tree_map(jnp.asarray, model.params)
     self.stats = stats
     self.clock = _Clock(stats)
     self.estimate = estimate
