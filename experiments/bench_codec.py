@@ -7,7 +7,9 @@ and peak RSS, for 512x512 and 768x512 Kodak crops, with the paper config and the
 Each (model, crop size) runs in a fresh process, so its peak RSS is its own (JAX runtime,
 compiled code, model, activations and tables; compilation happens in a warm-up round that is
 not timed; the "model" column is the RSS after importing JAX and loading the model, before
-any compilation or coding). Timings are medians over images x repeats. "tables" is the time the coding loop
+any compilation or coding). Timings are medians over images x repeats; "cpu" is the
+process CPU time (user + sys, all threads), less sensitive than wall time to other jobs on a
+shared machine (on 2 free cores, wall is roughly cpu / 1.5-2). "tables" is the time the coding loop
 waits for integer tables; table work that overlaps range coding (tables are computed a couple
 of chunks ahead, asynchronously) is counted under "coder". The paper config has random weights
 (speed does not depend on training); its head biases are set so that pixels and latents get
@@ -49,41 +51,17 @@ def _crop(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
   return np.ascontiguousarray(pixels[y:y + height, x:x + width])
 
 
-def _random_model(config, seed=0):
-  """A model with random weights and broad, centred head outputs (see the module doc)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
-  from l3c_jax.models.l3c import param_shapes  # pylint: disable=g-import-not-at-top
-  gen = np.random.default_rng(seed)
-
-  def draw(leaf):
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 64
-    bound = 1.0 / np.sqrt(fan_in)
-    return gen.uniform(-bound, bound, leaf.shape).astype(np.float32)
-
-  params = jax.tree_util.tree_map(draw, param_shapes(config))
-  k = config.num_mixtures
-  for s in range(config.num_scales):
-    out = params[f"prob_heads_{s}"]["out"]["conv"]
-    out["kernel"] *= 0.05
-    if s == 0:
-      bias = np.zeros((4, 3, k), np.float32)
-      bias[1] = np.array([128.0, 64.0, 0.0])[:, None] + np.linspace(-10, 10, k)
-      bias[2] = 2.0
-    else:
-      bias = np.zeros((3, config.latent_channels, k), np.float32)
-      bias[1] = np.linspace(-0.2, 0.2, k)
-      bias[2] = -2.0
-    out["bias"] = bias.reshape(-1)
-  return model_io.Model(config, params)
-
-
 def _build_model(spec: dict):
   from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
   from l3c_jax.models.config import L3CConfig  # pylint: disable=g-import-not-at-top
   if spec.get("model_dir"):
     return model_io.load_model(spec["model_dir"])
-  return _random_model(L3CConfig.from_dict(spec["config"]))
+  return model_io.random_model(L3CConfig.from_dict(spec["config"]))
+
+
+def _cpu_seconds() -> float:
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
 
 
 def _worker(spec: dict, crops, repeats: int, queue):
@@ -100,9 +78,13 @@ def _worker(spec: dict, crops, repeats: int, queue):
         data, _ = codec.encode(image, model)
         codec.decode(data, model)
       for _ in range(repeats):
+        c0 = _cpu_seconds()
         data, est = codec.encode(image, model)
+        c1 = _cpu_seconds()
         back, dst = codec.decode(data, model)
+        c2 = _cpu_seconds()
         assert np.array_equal(back.pixels, pixels), "round trip failed"
+        est.times_s["cpu"], dst.times_s["cpu"] = c1 - c0, c2 - c1
         rows.append({"bpsp": est.bpsp, "enc": dict(est.times_s), "dec": dict(dst.times_s)})
     queue.put({"rows": rows, "base_rss_mb": base_rss_mb,
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
@@ -234,7 +216,7 @@ def main(argv=None) -> int:
              "peak_rss_mb": r["peak_rss_mb"], "base_rss_mb": r["base_rss_mb"],
              "png_encode_s": png_enc, "png_decode_s": png_dec}
       for side in ("enc", "dec"):
-        for stage in ("total", "network", "tables", "coder"):
+        for stage in ("total", "network", "tables", "coder", "cpu"):
           row[f"{side}_{stage}_s"] = _median(rows, side, stage)
       results.append(row)
       print(f"{label[:43]:<44}{row['size']:>9}{row['bpsp']:>7.3f} | "
@@ -242,8 +224,9 @@ def main(argv=None) -> int:
             f"{row['enc_coder_s']:>6.3f} | {row['dec_total_s']:>6.3f}{row['dec_network_s']:>6.3f}"
             f"{row['dec_tables_s']:>6.3f}{row['dec_coder_s']:>6.3f} | {row['peak_rss_mb']:>7.0f}"
             f"{row['base_rss_mb']:>7.0f}")
-      print(f"{'':<44}{'':>9}{'':>7} | x{row['enc_total_s'] / png_enc:>5.0f} PNG{'':>14} | "
-            f"x{row['dec_total_s'] / png_dec:>5.0f} PNG")
+      print(f"{'':<44}{'':>9}{'':>7} | x{row['enc_total_s'] / png_enc:>5.0f} PNG, cpu "
+            f"{row['enc_cpu_s']:>5.2f} s | x{row['dec_total_s'] / png_dec:>5.0f} PNG, cpu "
+            f"{row['dec_cpu_s']:>5.2f} s")
   ablation = None
   if args.tables_ablation:
     ablation = {}

@@ -74,9 +74,13 @@ def write_atomic(path: str, data: bytes, force: bool) -> None:
     CliError: if `path` exists and not `force`.
   """
   from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
+  _check_output(path, force)
+  model_io.atomic_write(path, data)
+
+
+def _check_output(path: str, force: bool) -> None:
   if os.path.exists(path) and not force:
     raise CliError(f"{path} exists (use -f to overwrite)")
-  model_io.atomic_write(path, data)
 
 
 def _load_model(path: Optional[str]):
@@ -111,8 +115,7 @@ def _compress(args, out, err) -> int:
   from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
   from l3c_jax.data import images  # pylint: disable=g-import-not-at-top
   output = args.output or default_compressed_name(args.input)
-  if os.path.exists(output) and not args.force:
-    raise CliError(f"{output} exists (use -f to overwrite)")
+  _check_output(output, args.force)  # before the work, not only when writing
   t0 = time.perf_counter()
   image = images.read_image(args.input)
   t_read = time.perf_counter() - t0
@@ -133,8 +136,7 @@ def _decompress(args, out, err) -> int:
   from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
   from l3c_jax.data import images  # pylint: disable=g-import-not-at-top
   output = args.output or default_decompressed_name(args.input)
-  if os.path.exists(output) and not args.force:
-    raise CliError(f"{output} exists (use -f to overwrite)")
+  _check_output(output, args.force)  # before the work, not only when writing
   t0 = time.perf_counter()
   with open(args.input, "rb") as f:
     data = f.read()

@@ -81,6 +81,42 @@ class Model:
     return compute_fingerprint(self.config, self.params)
 
 
+def random_model(config: L3CConfig, seed: int = 0, broad_heads: bool = True) -> Model:
+  """A model with random weights (no compilation), for tests, benchmarks and smoke runs.
+
+  Weights are U(+-1/sqrt(fan_in)) like PyTorch's default init. With `broad_heads`, the
+  probability heads' last convs are scaled down and their biases set so that every pixel and
+  latent gets a broad distribution centred in its range, as a trained model roughly does; a
+  plain random init puts most symbols in the 2^-24 tails (24-bit codes), where the model's
+  float estimate and the integer code differ and the coder works atypically. (Even at 2^-20
+  the integer tables' one-count floor makes a symbol ~0.1 bit cheaper than the float model
+  says, hence pixel scales of e^4: every 8-bit value stays above ~2^-13.)
+  """
+  gen = np.random.default_rng(seed)
+
+  def draw(leaf):
+    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else config.num_channels
+    bound = 1.0 / np.sqrt(fan_in)
+    return gen.uniform(-bound, bound, leaf.shape).astype(np.float32)
+
+  params = jax.tree_util.tree_map(draw, param_shapes(config))
+  if broad_heads:
+    k = config.num_mixtures
+    for s in range(config.num_scales):
+      out = params[f"prob_heads_{s}"]["out"]["conv"]
+      out["kernel"] *= 0.05
+      if s == 0:  # pixels: means ~128 (G, B get + x_R / 2, + (x_R + x_G) / 2 by coupling)
+        bias = np.zeros((4, 3, k), np.float32)
+        bias[1] = np.array([128.0, 64.0, 0.0])[:, None] + np.linspace(-10, 10, k)
+        bias[2] = 4.0
+      else:  # latents: means ~0 in [-1, 1], scale e^-1
+        bias = np.zeros((3, config.latent_channels, k), np.float32)
+        bias[1] = np.linspace(-0.2, 0.2, k)
+        bias[2] = -1.0
+      out["bias"] = bias.reshape(-1)
+  return Model(config=config, params=jax.tree_util.tree_map(jnp.asarray, params))
+
+
 def atomic_write(path: str, data: bytes) -> None:
   """Writes `data` to `path` via a temporary file in the same directory and os.replace, so
   readers see the old file or the complete new one, never a partial file."""

@@ -25,6 +25,7 @@ padded pixels are coded too (cheap, being copies of their neighbours) and croppe
 The header ends with a CRC32 of the decoded pixels, checked before anything is returned.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -82,38 +83,33 @@ class CodingStats:
       return float("nan")
     return sum(self.theory_bits.values()) / self.num_subpixels
 
-  def _add(self, table: Dict[str, float], key: str, value: float):
-    table[key] = table.get(key, 0.0) + value
+
+def _accumulate(table: Dict[str, float], key: str, value: float):
+  table[key] = table.get(key, 0.0) + value
 
 
 class _Clock:
-  """Accumulates wall time per stage."""
+  """Accumulates wall time per stage into a dict."""
 
-  def __init__(self, stats: CodingStats):
-    self.times = stats.times_s
+  def __init__(self, times: Dict[str, float]):
+    self.times = times
 
+  @contextlib.contextmanager
   def __call__(self, stage: str):
-    return _Lap(self.times, stage)
+    t0 = time.perf_counter()
+    try:
+      yield
+    finally:
+      _accumulate(self.times, stage, time.perf_counter() - t0)
 
   def iterate(self, it: Iterator, stage: str) -> Iterator:
+    """Yields the items of `it`, timing each next() under `stage`."""
     while True:
       with self(stage):
         item = next(it, None)
       if item is None:
         return
       yield item
-
-
-class _Lap:
-
-  def __init__(self, times, stage):
-    self.times, self.stage = times, stage
-
-  def __enter__(self):
-    self.t0 = time.perf_counter()
-
-  def __exit__(self, *exc):
-    self.times[self.stage] = self.times.get(self.stage, 0.0) + time.perf_counter() - self.t0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +180,7 @@ class _TileCoder:
     # On the device once, not at every jitted call (a no-op for jax arrays).
     self.params = jax.tree_util.tree_map(jnp.asarray, model.params)
     self.stats = stats
-    self.clock = _Clock(stats)
+    self.clock = _Clock(stats.times_s)
     self.estimate = estimate
 
   def _decode_scale(self, s, symbols, f_above):
@@ -222,7 +218,7 @@ class _TileCoder:
     streams.append(self._encode_symbols(f"z{num_scales}", top, [(0, self._uniform_table(
         top.size))]))
     if self.estimate:
-      self.stats._add(self.stats.theory_bits, f"z{num_scales}",
+      _accumulate(self.stats.theory_bits, f"z{num_scales}",
                       top.size * math.log2(cfg.num_levels))
     f = None
     for s in range(num_scales, 0, -1):
@@ -235,7 +231,7 @@ class _TileCoder:
         if self.estimate:
           with self.clock("estimate"):
             bits = float(_latent_theory_bits(cfg, head, symbols[s - 2]))
-          self.stats._add(self.stats.theory_bits, f"z{s - 1}", bits)
+          _accumulate(self.stats.theory_bits, f"z{s - 1}", bits)
       else:
         streams.extend(self._encode_pixels(head, padded))
     return streams
@@ -248,7 +244,7 @@ class _TileCoder:
         enc.encode(symbols[start * per_row:start * per_row + table.shape[0]], table)
     with self.clock("coder"):
       data = enc.finish()
-    self.stats._add(self.stats.actual_bits, key, 8 * len(data))
+    _accumulate(self.stats.actual_bits, key, 8 * len(data))
     return data
 
   def _encode_pixels(self, head, padded: np.ndarray) -> List[bytes]:
@@ -264,7 +260,7 @@ class _TileCoder:
       with self.clock("estimate"):
         bits = float(_pixel_theory_bits(self.config, head, _network_input(padded),
                                         num_channels))
-      self.stats._add(self.stats.theory_bits, "x", bits)
+      _accumulate(self.stats.theory_bits, "x", bits)
     return streams
 
   # -- decoder ---------------------------------------------------------------------------------
@@ -295,7 +291,7 @@ class _TileCoder:
 
   def _decode_symbols(self, key: str, data: bytes, table_iter, n: int, per_row: int = 1
                       ) -> np.ndarray:
-    self.stats._add(self.stats.actual_bits, key, 8 * len(data))
+    _accumulate(self.stats.actual_bits, key, 8 * len(data))
     with self.clock("coder"):
       dec = entropy.StreamDecoder(data)
     out = np.empty(n, np.int32)
