@@ -9,7 +9,8 @@
 
 Outputs are never overwritten without -f and are written atomically (temporary file in the
 same directory, then rename), so a failure leaves no partial file. Errors are one line on
-stderr, `l3c-jax: error: ...`, with exit status 1 (2 for usage errors).
+stderr, `l3c-jax: error: ...`, with exit status 1 (2 for usage errors). Compiled XLA code is
+cached on disk between runs (see `_enable_compilation_cache`; L3C_JAX_CACHE_DIR=off disables).
 """
 
 import argparse
@@ -174,6 +175,30 @@ def _eval(args, out, err) -> int:
   return 1 if report["num_failed"] else 0
 
 
+def _enable_compilation_cache() -> None:
+  """Persistent XLA compilation cache, so repeated runs skip most of the ~2 s of compiling.
+
+  Directory: $L3C_JAX_CACHE_DIR, else $XDG_CACHE_HOME/l3c-jax/xla (~/.cache/l3c-jax/xla);
+  L3C_JAX_CACHE_DIR=off disables it. A cached executable is the compiled code itself, so
+  coding results are identical with or without it.
+  """
+  path = os.environ.get("L3C_JAX_CACHE_DIR")
+  if path is None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "l3c-jax", "xla")
+  if not path or path == "off":
+    return
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.config.jax_compilation_cache_dir:  # the user configured one
+    return
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError:
+    return
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+
+
 def _user_errors():
   """Exception types whose message is shown as is (imports deferred to keep --help fast)."""
   from l3c_jax.coding.bitstream import CodecError  # pylint: disable=g-import-not-at-top
@@ -192,6 +217,7 @@ def main(argv: Optional[List[str]] = None, out=None, err=None) -> int:
     return int(e.code or 0)
   commands = {"compress": _compress, "decompress": _decompress, "eval": _eval}
   try:
+    _enable_compilation_cache()
     return commands[args.command](args, out, err)
   except KeyboardInterrupt:
     err.write(f"{PROG}: interrupted\n")

@@ -16,6 +16,12 @@ from l3c_jax import model_io
 from conftest import random_params
 
 
+@pytest.fixture(autouse=True)
+def no_home_cache(monkeypatch):
+  """main() would enable the persistent XLA cache under ~/.cache; not from the tests."""
+  monkeypatch.setenv("L3C_JAX_CACHE_DIR", "off")
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_config, tiny_params):
   d = tmp_path_factory.mktemp("model")
@@ -51,10 +57,18 @@ def test_cli_help_and_usage_errors(capsys):
   assert cli.main(["eval", "x"]) == 2  # --json is required
 
 
-def test_cli_python_dash_m_runs_the_cli():
+def test_cli_python_dash_m_runs_the_cli_and_fills_the_compilation_cache(tmp_path, np_rng,
+                                                                        model_dir):
   proc = subprocess.run([sys.executable, "-m", "l3c_jax", "--help"], capture_output=True,
                         text=True, timeout=120)
   assert proc.returncode == 0 and "decompress" in proc.stdout
+  _png(tmp_path / "a.png", np_rng)
+  env = dict(os.environ, L3C_JAX_CACHE_DIR=str(tmp_path / "cache"))
+  proc = subprocess.run([sys.executable, "-m", "l3c_jax", "compress", str(tmp_path / "a.png"),
+                         "--model", model_dir], capture_output=True, text=True, timeout=300,
+                        env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr
+  assert (tmp_path / "a.png.l3c").is_file() and os.listdir(tmp_path / "cache")
 
 
 def test_cli_compress_decompress_roundtrip(tmp_path, np_rng, model_dir):

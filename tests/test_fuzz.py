@@ -22,6 +22,11 @@ pytestmark = pytest.mark.slow
 MAX_DECODE_SECONDS = 30.0  # generous: a hang would exceed it by far
 
 
+@pytest.fixture(autouse=True)
+def no_home_cache(monkeypatch):
+  monkeypatch.setenv("L3C_JAX_CACHE_DIR", "off")
+
+
 @pytest.fixture(scope="module")
 def model(tiny_config, tiny_params):
   return model_io.Model(tiny_config, tiny_params)
