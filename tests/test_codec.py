@@ -257,3 +257,23 @@ def test_model_io_default_model_missing_is_a_clear_error():
     pytest.skip("a default model is shipped")
   with pytest.raises(model_io.ModelError, match="no default model"):
     model_io.load_default_model()
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
+  """The shipped (trained) model on a real 512x512 photo: exact, and cost = model's estimate."""
+  if not KODAK.is_dir():
+    pytest.skip(f"{KODAK} not available")
+  try:
+    model = model_io.load_default_model()
+  except model_io.ModelError:
+    pytest.skip("no default model shipped")
+  photo = images.read_image(KODAK / "kodim05.png")
+  image = images.ImageData(np.ascontiguousarray(photo.pixels[:512, :512]), "RGB")
+  data, stats = codec.encode(image, model, estimate=True)
+  theory = sum(stats.theory_bits.values())
+  assert sum(stats.actual_bits.values()) >= theory
+  assert stats.file_bits <= 1.002 * theory + stats.header_bits
+  back, _ = codec.decode(data, model)
+  np.testing.assert_array_equal(back.pixels, image.pixels)
