@@ -15,7 +15,6 @@ import time
 
 from absl import app
 from absl import flags
-from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,11 +55,7 @@ def members_from_flags(config):
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; keep the progress readable
-    logging.set_verbosity(logging.WARNING)
-  config = config_lib.from_flags()
+  config = config_lib.start_launcher(argv)
   n, m = members_from_flags(config)
   for i in range(n):
     print(f"member {i}: " + ", ".join(f"{k}={m[k][i]}" for k in m))

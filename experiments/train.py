@@ -12,7 +12,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -25,13 +24,9 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not FLAGS["verbosity"].present:  # orbax logs every save at INFO; keep the progress readable
-    logging.set_verbosity(logging.WARNING)
+  config = config_lib.start_launcher(argv)
   import jax  # pylint: disable=g-import-not-at-top
   from l3c_jax.models import param_shapes  # pylint: disable=g-import-not-at-top
-  config = config_lib.from_flags()
   if FLAGS.dry_run:
     shapes = param_shapes(config.model)
     n = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))

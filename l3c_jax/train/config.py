@@ -145,3 +145,15 @@ def define_program_flags(flag_values=None):
   for name, define, default, doc in defs:
     if name not in fv:
       define(name, default, doc, flag_values=fv)
+
+
+def start_launcher(argv) -> ExperimentConfig:
+  """Common start of the launchers: reject stray arguments, quiet logging, build the config."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
+    logging.set_verbosity(logging.WARNING)
+  return from_flags()
