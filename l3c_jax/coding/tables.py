@@ -7,8 +7,8 @@ mixture parameters (pi_k, mu_k, s_k), k < K, over an alphabet of A levels with b
      t_0 = -inf, t_j = x_min + (j - 1/2) b (0 < j < A), t_A = +inf, so the edge bins take the
      tails exactly as in the training likelihood (l3c_spec.md Sec. 3). sigma(u) is evaluated as
      1 / (1 + 2^(-u log2 e)) with our own 2^x (`exp2`: a degree-6 polynomial on [-1/2, 1/2]
-     and an exponent bit shift; relative error < 1e-7, monotone), which is 1.7x faster than
-     XLA's exp on this CPU and, being plain arithmetic, the same on every XLA backend.
+     and an exponent bit shift; relative error < 1e-7, monotone), which made the tables 1.7x
+     faster than with XLA's exp on this CPU.
   2. C_j = floor(clip(F_j, 0, 1) * (2^24 - A)) + j, then C_0 := 0 and C_A := 2^24. Adding j
      gives every bin at least one count (the official code's "+j" trick, at 24 instead of 16
      bits); forcing C_A absorbs float rounding of sum_k pi_k into the top bin.
@@ -27,10 +27,11 @@ bit-identical tables. The tables are never derived from the training forward pas
 Memory and speed: tables are built CHUNK_ROWS rows at a time (one compiled shape per row
 count bucket; the last chunk is padded with zero rows) and consumed by the coder as they come,
 with a couple of chunks computed ahead while the coder works; a [16384, 256] float32 chunk is
-16 MB. Per edge and component the cost is one FMA, one exp and one division; the mixture is
-summed in an unrolled loop over K so XLA fuses the whole CDF into one elementwise loop
-(a [N, A, K] intermediate with an einsum over K was 7x slower on this CPU, see
-experiments/bench_codec.py --tables_ablation).
+16 MB. Per edge and component the cost is a few FMAs (exp2) and one division; the mixture is
+summed in an unrolled loop over K so XLA fuses the whole CDF into one elementwise loop (the
+dense [N, A, K] PMF of `likelihood.pmf` with an einsum over K is 5-7x slower on this CPU, see
+experiments/bench_codec.py --tables_ablation). Per-row parameters, the integer CDF and the
+differences are three jitted calls (see `frequency_table` for why).
 """
 
 import collections
