@@ -18,13 +18,11 @@ import numpy as np
 from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
-
-IMAGE_EXTENSIONS = (".png", ".bmp", ".ppm", ".pgm", ".pnm", ".tif", ".tiff", ".webp", ".gif",
-                    ".jpg", ".jpeg")
-
+from l3c_jax.evaluation import classical
 
 def list_images(paths: Sequence[str]) -> List[str]:
-  """Files named by `paths`, with directories expanded to their image files (sorted).
+  """Files named by `paths`, with directories expanded to their image files (natural order,
+  as for the classical codecs: `classical.list_images`).
 
   Raises:
     FileNotFoundError: a path does not exist.
@@ -32,9 +30,7 @@ def list_images(paths: Sequence[str]) -> List[str]:
   out = []
   for p in paths:
     if os.path.isdir(p):
-      out.extend(sorted(os.path.join(p, f) for f in os.listdir(p)
-                        if f.lower().endswith(IMAGE_EXTENSIONS)
-                        and os.path.isfile(os.path.join(p, f))))
+      out.extend(classical.list_images(p))
     elif os.path.isfile(p):
       out.append(p)
     else:
