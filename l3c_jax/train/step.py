@@ -33,17 +33,23 @@ def learning_rate_schedule(tcfg: TrainConfig, batches_per_epoch: int) -> optax.S
 
 
 def make_optimizer(tcfg: TrainConfig, batches_per_epoch: int) -> optax.GradientTransformation:
-  """RMSprop with PyTorch semantics (alpha 0.99, eps after the sqrt), L3C's schedule.
+  """RMSprop with PyTorch semantics (alpha 0.99, eps after the sqrt) or Adam; L3C's schedule.
 
   The learning rate is an injected hyper-parameter scaled by `lr_scale` in `opt_state`, so a
   sweep can vmap over it (members differ only in that number).
   """
   schedule = learning_rate_schedule(tcfg, batches_per_epoch)
 
+  if tcfg.optimizer not in ("rmsprop", "adam"):
+    raise ValueError(f"unknown optimizer {tcfg.optimizer!r} (rmsprop or adam)")
+
   def make(lr_scale):
-    # NOTE(l3c-pytorch): optax's default eps_in_sqrt=True differs from torch.optim.RMSprop.
-    tx = optax.rmsprop(lambda count: schedule(count) * lr_scale, decay=tcfg.rmsprop_decay,
-                       eps=tcfg.rmsprop_eps, eps_in_sqrt=False)
+    lr = lambda count: schedule(count) * lr_scale
+    if tcfg.optimizer == "adam":
+      tx = optax.adam(lr)
+    else:
+      # NOTE(l3c-pytorch): optax's default eps_in_sqrt=True differs from torch.optim.RMSprop.
+      tx = optax.rmsprop(lr, decay=tcfg.rmsprop_decay, eps=tcfg.rmsprop_eps, eps_in_sqrt=False)
     if tcfg.grad_clip_norm > 0:
       tx = optax.chain(optax.clip_by_global_norm(tcfg.grad_clip_norm), tx)
     return tx
