@@ -8,6 +8,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from absl import flags
 from absl.testing import flagsaver
@@ -156,3 +157,14 @@ def test_every_flagfile_builds_with_dry_run(flagfile, capsys):
   assert n > 0
   if os.path.basename(flagfile) == "paper_l3c.flags":
     assert n == 5008395
+
+
+def test_adam_option_matches_optax_adam_and_unknown_optimizer_fails():
+  tx = step_lib.make_optimizer(TrainConfig(optimizer="adam", learning_rate=0.01), 1000)
+  p = {"w": jnp.asarray([1.0, -2.0])}
+  g = {"w": jnp.asarray([0.5, -0.01])}
+  upd, _ = tx.update(g, tx.init(p), p)
+  ref, _ = optax.adam(0.01).update(g, optax.adam(0.01).init(p), p)
+  np.testing.assert_allclose(np.asarray(upd["w"]), np.asarray(ref["w"]), rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown optimizer"):
+    step_lib.make_optimizer(TrainConfig(optimizer="sgd"), 10)
