@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string('src', None, 'Source directory, or comma-separated directories (searched recursively).')
 flags.DEFINE_string('dst', None, 'Output directory for the training PNGs (created if missing).')
-flags.DEFINE_integer('seed', 123, 'Seed of the scale factors (official v3 script: 123).')
+flags.DEFINE_integer('scale_seed', 123, 'Seed of the scale factors (official v3 script: 123).')
 flags.DEFINE_float('scale_min', None, 'With --scale_max: draw s ~ U(scale_min, scale_max) instead of v3.')
 flags.DEFINE_float('scale_max', None, 'With --scale_min: upper end of the fixed scale range.')
 flags.DEFINE_integer('min_side', 128, 'Discard outputs whose shorter side is below this (training crop).')
@@ -241,7 +241,7 @@ def main(argv):
       sys.exit(f'prepare_images: error: need 0 < scale_min <= scale_max <= 1, '
                f'got {FLAGS.scale_min}, {FLAGS.scale_max}')
     scale = (FLAGS.scale_min, FLAGS.scale_max)
-  recipe = Recipe(seed=FLAGS.seed, scale_range=scale, min_side=FLAGS.min_side,
+  recipe = Recipe(seed=FLAGS.scale_seed, scale_range=scale, min_side=FLAGS.min_side,
                   max_saturation=FLAGS.max_saturation, max_value=FLAGS.max_value)
   src_dirs = [d.strip() for d in FLAGS.src.split(',') if d.strip()]
   try:
