@@ -137,11 +137,12 @@ def main(argv):
       os.environ.setdefault("OMP_WAIT_POLICY", FLAGS.torch_omp_wait_policy)  # read at torch import
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(num_threads)
-    torch_note = (f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+    torch_note = (f"torch {torch.__version__}: threads={torch.get_num_threads()}, "
                   f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
   print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), "
         f"devices: {jax.device_count()}, CPU cores available: {os.cpu_count()}, "
-        f"used: {num_threads} (XLA: one thread per core of the process affinity; {torch_note})")
+        f"used: {num_threads} (XLA: threads={num_threads}, one per core of the process affinity; "
+        f"{torch_note})")
   print(f"median of {FLAGS.steps} steps per framework after one warm-up step"
         + ("; JAX and torch steps interleaved" if FLAGS.torch_baseline else ""))
   header = (f"{'case':<16} {'batch':>5} {'crop':>5} {'first step s':>12} {'s/step':>8} "
