@@ -806,6 +806,24 @@ def _draw_legend(draw, labels: Sequence[str], colors, x0: int, y0: int, max_widt
   return y + line_h - y0
 
 
+def _new_chart(width: int, height: int, title: str, names: Sequence[str], right_margin: int,
+               legend_gap: int):
+  """White canvas with a centred title and a legend; -> (img, draw, fonts, colors, left, right, y)."""
+  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+  img = Image.new("RGB", (width, height), "white")
+  draw = ImageDraw.Draw(img)
+  fonts = (_font(18), _font(13), _font(11))
+  colors = [PALETTE[i % len(PALETTE)] for i in range(len(names))]
+  y = 10
+  if title:
+    tw, th = _text_wh(draw, title, fonts[0])
+    draw.text(((width - tw) // 2, y), title, fill=(0, 0, 0), font=fonts[0])
+    y += th + 14
+  left, right = 80, width - right_margin
+  y += _draw_legend(draw, names, colors, left, y, right - left, fonts[1]) + legend_gap
+  return img, draw, fonts, colors, left, right, y
+
+
 def _draw_vertical_text(img, text: str, x_center: int, y_bottom: int, font) -> None:
   from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
   probe = ImageDraw.Draw(img)
@@ -831,7 +849,6 @@ def plot_bars(categories: Sequence[str], series: Mapping[str, Sequence[Optional[
   Returns:
     (width, height) of the written image.
   """
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
   names = list(series)
   for name in names:
     if len(series[name]) != len(categories):
@@ -841,18 +858,8 @@ def plot_bars(categories: Sequence[str], series: Mapping[str, Sequence[Optional[
   bar_w = 34 if n_series <= 6 else 22
   group_w = n_series * bar_w + 40
   width, height = size or (max(720, 110 + n_groups * group_w + 30), 560)
-  img = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(img)
-  f_title, f_text, f_small = _font(18), _font(13), _font(11)
-  colors = [PALETTE[i % len(PALETTE)] for i in range(len(names))]
-
-  y = 10
-  if title:
-    tw, th = _text_wh(draw, title, f_title)
-    draw.text(((width - tw) // 2, y), title, fill=(0, 0, 0), font=f_title)
-    y += th + 14
-  left, right = 80, width - 20
-  y += _draw_legend(draw, names, colors, left, y, right - left, f_text) + 12
+  img, draw, (f_title, f_text, f_small), colors, left, right, y = _new_chart(
+      width, height, title, names, right_margin=20, legend_gap=12)
   top, bottom = y + 40, height - 60  # 40 px room above the tallest bar for its label
 
   values = [v for name in names for v in series[name] if v is not None and math.isfinite(v)]
@@ -914,23 +921,13 @@ def plot_curve(xs: Sequence[float], ys_dict: Mapping[str, Sequence[Optional[floa
   Returns:
     (width, height) of the written image.
   """
-  from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
   names = list(ys_dict)
   for name in names:
     if len(ys_dict[name]) != len(xs):
       raise ValueError(f"series {name!r} has {len(ys_dict[name])} values, {len(xs)} x values")
   width, height = size
-  img = Image.new("RGB", (width, height), "white")
-  draw = ImageDraw.Draw(img)
-  f_title, f_text, f_small = _font(18), _font(13), _font(11)
-  colors = [PALETTE[i % len(PALETTE)] for i in range(len(names))]
-  y = 10
-  if title:
-    tw, th = _text_wh(draw, title, f_title)
-    draw.text(((width - tw) // 2, y), title, fill=(0, 0, 0), font=f_title)
-    y += th + 14
-  left, right = 80, width - 25
-  y += _draw_legend(draw, names, colors, left, y, right - left, f_text) + 14
+  img, draw, (f_title, f_text, f_small), colors, left, right, y = _new_chart(
+      width, height, title, names, right_margin=25, legend_gap=14)
   top, bottom = y, height - 60
 
   xs_f = [float(x) for x in xs]
