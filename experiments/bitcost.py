@@ -19,22 +19,12 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import figure_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
-
-def _define(kind: str, name: str, default, help_text: str) -> None:
-  # sample.py and bitcost.py share these flags and may be imported into one process (tests).
-  if name not in FLAGS:
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
-
-
-_define("string", "image", "../shared/data/kodak/kodim23.png", "Input image (any Pillow format).")
-_define("integer", "crop", 256, "Centre crop side in pixels (trimmed to a multiple of 2^S); "
-        "0: the whole image.")
-_define("string", "model", "", "Exported model directory (or training workdir); "
-        "empty: the shipped default model.")
-_define("string", "output", None, "Output PNG (default: <script>_<image name>.png here).")
 flags.DEFINE_enum("cmap", "inferno", ["inferno", "viridis", "gray"], "Colour map.")
 flags.DEFINE_float("percentile", 99.5, "Colour range top: this percentile of each map's values.")
 flags.DEFINE_boolean("shared_scale", False, "One colour range for all maps (the max of theirs).")
@@ -72,17 +62,12 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from l3c_jax import model_io, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import visualize  # pylint: disable=import-outside-toplevel
 
-  try:
-    model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
-  except model_io.ModelError as e:
-    sys.exit(f"error: {e}")
-  cfg = model.config
-  pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
-  height, width = pixels.shape[:2]
+  model, pixels, output = figure_flags.load_inputs("bitcost")
   name = os.path.basename(FLAGS.image)
-  output = FLAGS.output or f"bitcost_{os.path.splitext(name)[0]}.png"
+  cfg = model.config
+  height, width = pixels.shape[:2]
   maps, bpsp = bit_maps(cfg, model.params, jnp.asarray(pixels, jnp.float32)[None])
 
   tops = [max(float(np.percentile(m, FLAGS.percentile)), 1e-6) for m in maps]

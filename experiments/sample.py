@@ -18,22 +18,12 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import figure_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 FLAGS = flags.FLAGS
 
-
-def _define(kind: str, name: str, default, help_text: str) -> None:
-  # sample.py and bitcost.py share these flags and may be imported into one process (tests).
-  if name not in FLAGS:
-    getattr(flags, f"DEFINE_{kind}")(name, default, help_text)
-
-
-_define("string", "image", "../shared/data/kodak/kodim23.png", "Input image (any Pillow format).")
-_define("integer", "crop", 256, "Centre crop side in pixels (trimmed to a multiple of 2^S); "
-        "0: the whole image.")
-_define("string", "model", "", "Exported model directory (or training workdir); "
-        "empty: the shipped default model.")
-_define("string", "output", None, "Output PNG (default: <script>_<image name>.png here).")
 flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
 flags.DEFINE_integer("num_samples", 1, "Rows of independent samples.")
 flags.DEFINE_boolean("snap_latents", True, "Snap sampled latents to the quantizer levels before "
@@ -49,19 +39,14 @@ def main(argv):
     raise app.UsageError("--num_samples must be >= 1")
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from l3c_jax import model_io, sampling, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import sampling, visualize  # pylint: disable=import-outside-toplevel
 
-  try:
-    model = model_io.load_model(FLAGS.model) if FLAGS.model else model_io.load_default_model()
-  except model_io.ModelError as e:
-    sys.exit(f"error: {e}")
+  model, pixels, output = figure_flags.load_inputs("sample")
+  name = os.path.basename(FLAGS.image)
   cfg, params = model.config, model.params
   num_scales = cfg.num_scales
-  pixels = visualize.center_crop(visualize.load_rgb(FLAGS.image), FLAGS.crop, cfg.padding_factor)
   height, width = pixels.shape[:2]
   x = jnp.asarray(pixels, jnp.float32)[None]
-  name = os.path.basename(FLAGS.image)
-  output = FLAGS.output or f"sample_{os.path.splitext(name)[0]}.png"
 
   kept = sampling.bpsp_kept(cfg, params, x)
   print(f"{name} {height}x{width}: {kept[0]:.4f} bpsp total")
