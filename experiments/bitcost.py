@@ -91,9 +91,7 @@ def main(argv):
            " + ".join(f"{k} {v:.3f}" for k, v in bpsp.items()) +
            f" ({top_name}: uniform prior, not shown)")
   fig = visualize.labeled_grid([cells], column_titles=titles, title=title)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  fig.save(output)
-  print(f"wrote {output} ({fig.width}x{fig.height})")
+  figure_flags.save_figure(fig, output)
   return 0
 
 

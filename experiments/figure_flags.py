@@ -29,3 +29,10 @@ def load_inputs(script: str):
                                  model.config.padding_factor)
   name = os.path.basename(FLAGS.image)
   return model, pixels, FLAGS.output or f"{script}_{os.path.splitext(name)[0]}.png"
+
+
+def save_figure(fig, output: str) -> None:
+  """Writes the PIL figure (creating the folder) and says where."""
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  fig.save(output)
+  print(f"wrote {output} ({fig.width}x{fig.height})")

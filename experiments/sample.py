@@ -77,9 +77,7 @@ def main(argv):
   title = (f"{name}, {height}x{width} crop: model {kept[0]:.3f} bpsp; samples of what is not "
            f"stored (seed {FLAGS.seed})")
   fig = visualize.labeled_grid(rows, column_titles=titles, row_titles=row_titles, title=title)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  fig.save(output)
-  print(f"wrote {output} ({fig.width}x{fig.height})")
+  figure_flags.save_figure(fig, output)
   return 0
 
 

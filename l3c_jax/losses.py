@@ -43,9 +43,7 @@ def uniform_prior_bits(config: L3CConfig, batch: int, height: int, width: int) -
   return batch * config.latent_channels * (height // f) * (width // f) * math.log2(config.num_levels)
 
 
-def bits_per_scale(out: L3COutput, x: jax.Array, config: L3CConfig
-
-                   ) -> Dict[str, jax.Array]:
+def bits_per_scale(out: L3COutput, x: jax.Array, config: L3CConfig) -> Dict[str, jax.Array]:
   """Total bits of each scale: 'x', 'z1', ..., 'z{S-1}' (model), 'z{S}' (uniform prior)."""
   maps = nll_bits_maps(out, x, config)
   bits = {"x": jnp.sum(maps[0])}

@@ -285,15 +285,20 @@ def write_small_model_and_image(tmp_path):
   return model_dir, image, pixels[2:18, 5:21]   # centre 16x16 crop (multiple of 2^S = 4)
 
 
-def test_sample_script_writes_grid(tmp_path, capsys):
-  model_dir, image, crop = write_small_model_and_image(tmp_path)
-  mod = _load_script("sample")
-  out = str(tmp_path / "grid.png")
+def run_script(name, model_dir, image, out, *extra_flags):
+  """Runs experiments/<name>.py's main() on a 16x16 crop; asserts exit status 0."""
+  mod = _load_script(name)
   with flagsaver.flagsaver():
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["x", f"--model={model_dir}", f"--image={image}", "--crop=16",
-                 f"--output={out}", "--num_samples=2", "--seed=3"])
+                 f"--output={out}", *extra_flags])
     assert mod.main(["x"]) == 0
+
+
+def test_sample_script_writes_grid(tmp_path, capsys):
+  model_dir, image, crop = write_small_model_and_image(tmp_path)
+  out = str(tmp_path / "grid.png")
+  run_script("sample", model_dir, image, out, "--num_samples=2", "--seed=3")
   text = capsys.readouterr().out
   assert "given z2: stored z2 = " in text and "given z1: stored z1+z2 = " in text
   with Image.open(out) as im:

@@ -1,13 +1,11 @@
 """Tests of the figure helpers (l3c_jax/visualize.py) and experiments/bitcost.py."""
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 from PIL import Image
 import pytest
 
 from l3c_jax import visualize
-from test_sampling import SMALL, _contains, _load_script, write_small_model_and_image
+from test_sampling import SMALL, _contains, _load_script, run_script, write_small_model_and_image
 
 
 def _luminance(rgb):
@@ -104,13 +102,8 @@ def test_labeled_grid_places_every_cell_once():
 
 def test_bitcost_script_writes_image_and_heat_maps(tmp_path, capsys):
   model_dir, image, crop = write_small_model_and_image(tmp_path)
-  mod = _load_script("bitcost")
   out = str(tmp_path / "bits.png")
-  with flagsaver.flagsaver():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["x", f"--model={model_dir}", f"--image={image}", "--crop=16",
-                 f"--output={out}", "--cmap=viridis"])
-    assert mod.main(["x"]) == 0
+  run_script("bitcost", model_dir, image, out, "--cmap=viridis")
   text = capsys.readouterr().out
   assert "bpsp = x " in text and " z1 " in text and "z2 uniform" in text
   with Image.open(out) as im:

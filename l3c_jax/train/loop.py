@@ -56,16 +56,16 @@ def replicate(tree, mesh: Mesh):
 
 def _check_workdir_config(workdir: str, config: ExperimentConfig) -> None:
   path = os.path.join(workdir, "config.json")
+  new = config.to_dict()
   if os.path.exists(path):
     with open(path) as f:
-      old = json.load(f)
-    if old.get("model") != config.to_dict()["model"]:
+      old_model = json.load(f).get("model", {})
+    if old_model != new["model"]:
+      diff = [k for k in new["model"] if old_model.get(k) != new["model"][k]]
       raise TrainError(f"{workdir} holds a run with another model config; use a new --workdir "
-                       "(differences: " + ", ".join(
-                           k for k in config.to_dict()["model"]
-                           if old.get("model", {}).get(k) != config.to_dict()["model"][k]) + ")")
+                       f"(differences: {', '.join(diff)})")
   with open(path, "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+    json.dump(new, f, indent=2, sort_keys=True)
 
 
 def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) -> None:
@@ -80,7 +80,7 @@ def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh
   to keep one compiled shape, unless N < batch_size)."""
   n = val_images.shape[0]
   bs = min(batch_size, n)
-  bs -= bs % len(mesh.devices.flat) or 0
+  bs -= bs % len(mesh.devices.flat)
   totals = {}
   for i in range(0, n - bs + 1, bs):
     bits = jax.device_get(eval_fn(params, shard_batch(val_images[i:i + bs], mesh)))
