@@ -105,9 +105,13 @@ def random_model(config: L3CConfig, seed: int = 0, broad_heads: bool = True) -> 
     for s in range(config.num_scales):
       out = params[f"prob_heads_{s}"]["out"]["conv"]
       out["kernel"] *= 0.05
-      if s == 0:  # pixels: means ~128 (G, B get + x_R / 2, + (x_R + x_G) / 2 by coupling)
+      if s == 0 or config.rgb_bicubic_baseline:
+        # pixels: means ~128 (G, B get + x_R / 2, + (x_R + x_G) / 2 by coupling); with
+        # pixel_mean_residual, offsets ~0 from the upsampled coarser image.
         bias = np.zeros((4, 3, k), np.float32)
-        bias[1] = np.array([128.0, 64.0, 0.0])[:, None] + np.linspace(-10, 10, k)
+        centre = [0.0, 0.0, 0.0] if config.pixel_mean_residual else [128.0, 64.0, 0.0]
+        bias[1] = np.array(centre)[:, None] + np.linspace(-10, 10, k)
+        bias[1] /= config.pixel_mean_scale
         bias[2] = 4.0
       else:  # latents: means ~0 in [-1, 1], scale e^-1
         bias = np.zeros((3, config.latent_channels, k), np.float32)

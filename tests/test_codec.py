@@ -20,6 +20,7 @@ from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
+from l3c_jax.models.config import L3CConfig
 
 from conftest import random_params
 
@@ -277,3 +278,38 @@ def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
   assert stats.file_bits <= 1.002 * theory + stats.header_bits
   back, _ = codec.decode(data, model)
   np.testing.assert_array_equal(back.pixels, image.pixels)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["rgb", "rgb_residual"])
+def pyramid_model(request):
+  """A tiny RGB-baseline model (bicubic pyramid; every scale coded as RGB with coupling)."""
+  cfg = L3CConfig(num_channels=8, num_res_blocks=1, num_mixtures=2, rgb_bicubic_baseline=True,
+                  latent_channels=3, num_levels=256, pixel_mean_residual=request.param)
+  return model_io.random_model(cfg, broad_heads=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (21, 35)])
+def test_codec_pyramid_roundtrip_odd_sizes_modes_and_tiles(pyramid_model, np_rng, shape):
+  x = np_rng.integers(0, 256, shape + (4,)).astype(np.uint8)
+  _roundtrip(pyramid_model, images.from_array(x[..., :3]))
+  _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x[..., 0]), "L"))
+  _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x), "RGBA"), tile_size=8)
+
+
+def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
+  yy, xx = np.mgrid[0:21, 0:35]
+  smooth = np.stack([yy * 9, xx * 6, (yy + xx) * 4], -1).astype(np.uint8)
+  data, stats = codec.encode(images.from_array(smooth), pyramid_model, estimate=True)
+  header, streams = bitstream.unpack(data)
+  assert len(streams) == 1 + 3 * 3                       # x^(3), then R, G, B of 3 scales
+  assert len(streams[0]) >= 3 * 5 - 8                    # 24x40 padded -> 3x5 top, 8 bit each
+  assert set(stats.actual_bits) == set(stats.theory_bits) == {"z3", "z2", "z1", "x"}
+  assert stats.file_bits == stats.header_bits + sum(stats.actual_bits.values())
+  assert stats.theory_bits["z3"] == 3 * 5 * 3 * 8.0
+  for key, bits in stats.actual_bits.items():
+    assert abs(bits - stats.theory_bits[key]) <= 0.05 * stats.theory_bits[key] + 64, key
+  gray, _ = codec.encode(images.ImageData(np.ascontiguousarray(smooth[..., 0]), "L"),
+                         pyramid_model)
+  assert len(bitstream.unpack(gray)[1]) == 1 + 3        # one channel per scale
+  with pytest.raises(CodecError, match="different model"):
+    codec.decode(data, model_io.random_model(pyramid_model.config, seed=1))

@@ -1,9 +1,11 @@
-"""Optional pixel-head settings of short CPU runs: output scaling of the means and their init."""
+"""Optional pixel-head settings of short CPU runs: output scaling, init and residual means."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from l3c_jax.likelihood import dmll
 from l3c_jax.models import L3C, L3CConfig, init_params
 from l3c_jax.train import step as step_lib
 
@@ -32,3 +34,52 @@ def test_pixel_head_init_starts_means_at_mid_grey():
   # Means = 127.5 * (bias 1 + small random part); log-scales near log 16.
   assert abs(np.median(head[..., ck:2 * ck]) - 127.5) < 40
   assert abs(np.median(head[..., 2 * ck:3 * ck]) - np.log(16.0)) < 1.0
+
+
+RES = L3CConfig(num_channels=4, num_res_blocks=1, num_mixtures=2, rgb_bicubic_baseline=True,
+                latent_channels=3, num_levels=256, pixel_mean_residual=True)
+
+
+def test_pixel_mean_residual_needs_the_rgb_baseline():
+  with pytest.raises(ValueError, match="pixel_mean_residual"):
+    CFG.replace(pixel_mean_residual=True)
+
+
+def _zero_head_outputs(params, cfg):
+  """Head outputs 0: offsets 0, log-scales 0, coupling coefficients sigmoid(0) = 1/2."""
+  p = jax.tree_util.tree_map(lambda a: a, params)
+  for s in range(cfg.num_scales):
+    conv = p[f"prob_heads_{s}"]["out"]["conv"]
+    conv["kernel"] = jnp.zeros_like(conv["kernel"])
+    conv["bias"] = jnp.zeros_like(conv["bias"])
+  return p
+
+
+def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_coupling():
+  p = _zero_head_outputs(init_params(RES, jax.random.key(0)), RES)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
+  out = L3C(RES).apply({"params": p}, x)
+  k = RES.num_mixtures
+  for s in range(RES.num_scales):          # head s+1 predicts x^(s) from x^(s+1)
+    coarse = np.asarray(out.z[s])[0]
+    up = coarse.repeat(2, 0).repeat(2, 1)
+    target = np.asarray(x[0] if s == 0 else out.z[s - 1][0])
+    mp = dmll.split_params(out.head_params[s], 3, k, coupled=True)
+    means = np.asarray(dmll.coupled_means(mp, jnp.asarray(target)[None]))[0]  # [h, w, 3, K]
+    d = target - up
+    expected = np.stack([up[..., 0], up[..., 1] + 0.5 * d[..., 0],
+                         up[..., 2] + 0.5 * (d[..., 0] + d[..., 1])], -1)
+    np.testing.assert_allclose(means, np.repeat(expected[..., None], k, -1), atol=1e-3)
+
+
+def test_pixel_head_init_sets_every_rgb_head_of_the_baselines():
+  cfg = RES.replace(pixel_mean_residual=False, pixel_mean_scale=127.5)
+  p = step_lib.init_pixel_head(init_params(cfg, jax.random.key(0)), cfg)
+  ck = 3 * cfg.num_mixtures
+  for s in range(cfg.num_scales):
+    bias = np.asarray(p[f"prob_heads_{s}"]["out"]["conv"]["bias"])
+    np.testing.assert_allclose(bias[ck:2 * ck], 1.0)            # 127.5 / 127.5
+    np.testing.assert_allclose(bias[2 * ck:3 * ck], np.log(16.0), rtol=1e-6)
+  res = step_lib.init_pixel_head(init_params(RES, jax.random.key(0)), RES)
+  np.testing.assert_array_equal(np.asarray(res["prob_heads_2"]["out"]["conv"]["bias"])[ck:2 * ck],
+                                0.0)

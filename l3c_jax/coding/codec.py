@@ -4,7 +4,9 @@ Coding order, per coded plane group and tile (the decoder's order, l3c_spec.md S
   z^(S) with the uniform prior over its L levels; then for s = S..2 the head of D^(s) gives the
   tables of z^(s-1); then D^(1)'s head gives the pixels: R, then G | R, then B | R, G.
 Each of these is one range-coded substream (latents: (position, channel) raster order; pixels:
-raster order). The encoder takes the symbols from `L3C.encode` (hard quantization) and then
+raster order). The RGB baselines (config.rgb_bicubic_baseline) code their bicubic pyramid the same
+way: x^(S) with the uniform prior over 256 levels, then for s = S..1 the head of D^(s) gives the
+tables of x^(s-1), R, then G | R, then B | R, G (gray planes: the one channel only). The encoder takes the symbols from `L3C.encode` (hard quantization) and then
 runs exactly the decoder's computation: the same jitted `decode_scale` on the same hard
 symbols, and the same jitted, chunked table functions (`coding.tables`) on the same inputs,
 so both sides build bit-identical integer tables. The training forward pass is never used.
@@ -128,7 +130,10 @@ def _decode_net(config: L3CConfig, params, s: int, symbols, f_above):
   """D^(s) + head s on the hard values of z^(s) -> (f^(s), head params)."""
   levels = jnp.asarray(quantizer.quantization_levels(
       config.num_levels, config.levels_min, config.levels_max))
-  z = quantizer.from_symbols(symbols, levels)
+  if config.rgb_bicubic_baseline:
+    z = symbols.astype(jnp.float32)  # the "symbols" of the RGB pyramid are pixel values
+  else:
+    z = quantizer.from_symbols(symbols, levels)
   return L3C(config).apply({"params": params}, s, z, f_above, method=L3C.decode_scale)
 
 
@@ -153,9 +158,18 @@ def _pixel_theory_bits(config: L3CConfig, head, x, num_channels: int):
 # One tile of one component.
 
 
-def _check_config(config: L3CConfig):
+def _streams_per_tile(config: L3CConfig, num_channels: int) -> int:
+  """Substreams of one tile of a component with num_channels coded channels."""
   if config.rgb_bicubic_baseline:
-    raise CodecError("the RGB-baseline configuration cannot be used for coding")
+    return 1 + config.num_scales * num_channels  # top image, then C per finer scale
+  return config.num_scales + num_channels        # z^(S..1), then C pixel channels
+
+
+def _top_symbols(config: L3CConfig, height_padded: int, width_padded: int,
+                 num_channels: int) -> int:
+  """Symbols of the uniformly coded top scale of one padded tile."""
+  per_pos = num_channels if config.rgb_bicubic_baseline else config.latent_channels
+  return height_padded * width_padded // config.padding_factor ** 2 * per_pos
 
 
 def _network_input(plane: np.ndarray) -> jax.Array:
@@ -210,6 +224,8 @@ class _TileCoder:
     cfg = self.config
     num_scales, c_q = cfg.num_scales, cfg.latent_channels
     padded, _ = images.pad_to_multiple(plane, cfg.padding_factor)
+    if cfg.rgb_bicubic_baseline:
+      return self._encode_pyramid(padded)
     with self.clock("network"):
       symbols = _encode_net(cfg, self.params, _network_input(padded))
       symbols_np = [np.asarray(s) for s in symbols]
@@ -247,7 +263,27 @@ class _TileCoder:
     _accumulate(self.stats.actual_bits, key, 8 * len(data))
     return data
 
-  def _encode_pixels(self, head, padded: np.ndarray) -> List[bytes]:
+  def _encode_pyramid(self, padded: np.ndarray) -> List[bytes]:
+    """RGB baselines: x^(S) uniformly, then each finer image given the coarser one."""
+    cfg = self.config
+    num_channels = padded.shape[2]
+    with self.clock("network"):
+      symbols = _encode_net(cfg, self.params, _network_input(padded))
+      # Gray planes are replicated to RGB, so their pyramids are too: code channel 0 only.
+      pyramid = [np.asarray(s)[0, ..., :num_channels].astype(np.uint8) for s in symbols]
+    top = pyramid[-1].reshape(-1)
+    key = f"z{cfg.num_scales}"
+    streams = [self._encode_symbols(key, top, [(0, self._uniform_table(top.size))])]
+    if self.estimate:
+      _accumulate(self.stats.theory_bits, key, top.size * math.log2(cfg.num_levels))
+    f = None
+    for s in range(cfg.num_scales, 0, -1):
+      f, head = self._decode_scale(s, symbols[s - 1], f)
+      target = pyramid[s - 2] if s > 1 else padded
+      streams.extend(self._encode_pixels(head, target, f"z{s - 1}" if s > 1 else "x"))
+    return streams
+
+  def _encode_pixels(self, head, padded: np.ndarray, key: str = "x") -> List[bytes]:
     num_channels = padded.shape[2]
     rows, n = self._pixel_rows(head)
     pixels = padded.reshape(n, num_channels)
@@ -255,12 +291,12 @@ class _TileCoder:
     for c in range(num_channels):
       x_prev = _x_prev_rows(pixels, c, rows.shape[0])
       streams.append(self._encode_symbols(
-          "x", pixels[:, c], tables.pixel_tables(rows, x_prev, n, c, self.config)))
+          key, pixels[:, c], tables.pixel_tables(rows, x_prev, n, c, self.config)))
     if self.estimate:
       with self.clock("estimate"):
         bits = float(_pixel_theory_bits(self.config, head, _network_input(padded),
                                         num_channels))
-      _accumulate(self.stats.theory_bits, "x", bits)
+      _accumulate(self.stats.theory_bits, key, bits)
     return streams
 
   # -- decoder ---------------------------------------------------------------------------------
@@ -271,6 +307,8 @@ class _TileCoder:
     cfg = self.config
     f = cfg.padding_factor
     hp, wp = images.padded_size(height, f), images.padded_size(width, f)
+    if cfg.rgb_bicubic_baseline:
+      return self._decode_pyramid(streams, hp, wp, num_channels)[:height, :width]
     num_scales, c_q = cfg.num_scales, cfg.latent_channels
     hs, ws = hp >> num_scales, wp >> num_scales
     n_top = hs * ws * c_q
@@ -300,13 +338,28 @@ class _TileCoder:
         out[start * per_row:start * per_row + table.shape[0]] = dec.decode(table)
     return out
 
-  def _decode_pixels(self, streams, head, num_channels: int) -> np.ndarray:
+  def _decode_pyramid(self, streams, hp: int, wp: int, num_channels: int) -> np.ndarray:
+    cfg = self.config
+    hs, ws = hp >> cfg.num_scales, wp >> cfg.num_scales
+    n_top = _top_symbols(cfg, hp, wp, num_channels)
+    image = self._decode_symbols(f"z{cfg.num_scales}", next(streams),
+                                 [(0, self._uniform_table(n_top))], n_top)
+    image = image.reshape(hs, ws, num_channels)
+    f = None
+    for s in range(cfg.num_scales, 0, -1):
+      symbols = jnp.asarray(_network_input(image.astype(np.uint8))).astype(jnp.int32)
+      f, head = self._decode_scale(s, symbols, f)
+      pixels = self._decode_pixels(streams, head, num_channels, f"z{s - 1}" if s > 1 else "x")
+      image = pixels.reshape(head.shape[1], head.shape[2], num_channels)
+    return image
+
+  def _decode_pixels(self, streams, head, num_channels: int, key: str = "x") -> np.ndarray:
     rows, n = self._pixel_rows(head)
     pixels = np.zeros((n, num_channels), np.uint8)
     for c in range(num_channels):
       x_prev = _x_prev_rows(pixels, c, rows.shape[0])
       pixels[:, c] = self._decode_symbols(
-          "x", next(streams), tables.pixel_tables(rows, x_prev, n, c, self.config), n)
+          key, next(streams), tables.pixel_tables(rows, x_prev, n, c, self.config), n)
     return pixels
 
 
@@ -416,7 +469,6 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
   """
   t0 = time.perf_counter()
   cfg = model.config
-  _check_config(cfg)
   factor = cfg.padding_factor
   tile_size = max(factor, (int(tile_size) // factor) * factor)
   stats = CodingStats(num_subpixels=image.num_subpixels)
@@ -465,7 +517,7 @@ def _validate(header: bitstream.Header, config: L3CConfig, model_fingerprint: st
   if header.transparency is not None and header.mode != "P":
     raise CodecError("corrupt header (transparency outside mode P)")
   num_tiles = len(images.tile_grid(header.height, header.width, header.tile_size))
-  expected = sum(num_tiles * (config.num_scales + _component_channels(k))
+  expected = sum(num_tiles * _streams_per_tile(config, _component_channels(k))
                  for k in kinds if k != bitstream.COMPONENT_CONSTANT)
   if len(header.stream_lengths) != expected:
     raise CodecError(f"corrupt header ({len(header.stream_lengths)} substreams, expected "
@@ -477,12 +529,12 @@ def _validate(header: bitstream.Header, config: L3CConfig, model_fingerprint: st
     if k == bitstream.COMPONENT_CONSTANT:
       continue
     for _, _, th, tw in images.tile_grid(header.height, header.width, header.tile_size):
-      n_top = ((images.padded_size(th, factor) * images.padded_size(tw, factor))
-               // factor ** 2 * config.latent_channels)
+      n_top = _top_symbols(config, images.padded_size(th, factor),
+                           images.padded_size(tw, factor), _component_channels(k))
       min_bytes = int(n_top * math.log2(config.num_levels) / 8) - 8
       if header.stream_lengths[i] < min_bytes:
         raise CodecError("corrupt header (image size does not match the data)")
-      i += config.num_scales + _component_channels(k)
+      i += _streams_per_tile(config, _component_channels(k))
 
 
 def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
@@ -496,7 +548,6 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
   """
   t0 = time.perf_counter()
   cfg = model.config
-  _check_config(cfg)
   header, streams = bitstream.unpack(data)
   _validate(header, cfg, model.fingerprint)
   stats = CodingStats(file_bits=8 * len(data),

@@ -25,6 +25,11 @@ class L3CConfig:
     pixel_mean_scale: the RGB head's mean channels are multiplied by this factor. 1 is L3C
       (means straight in pixel units). Larger values (e.g. 127.5) let the optimizer move the
       means across the pixel range in few steps, like the /128 at the input; used for short runs.
+    pixel_mean_residual: RGB baselines only: each RGB head predicts its means as an offset from
+      the coarser image x^(s) upsampled x2 (nearest), mu = x^(s)_up + head. NOTE(l3c-pytorch): a
+      deviation (the official heads predict mu outright); the net then starts from a sensible
+      prediction and only learns the interpolation residual, which trains far faster on a CPU.
+      The decoders' inputs x^(s) - 255 * mean are then also divided by 128, as L3C's are.
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -38,11 +43,14 @@ class L3CConfig:
   log_scale_min: float = -7.0
   rgb_bicubic_baseline: bool = False
   pixel_mean_scale: float = 1.0
+  pixel_mean_residual: bool = False
 
   def __post_init__(self):
     if self.rgb_bicubic_baseline and (self.latent_channels, self.num_levels) != (3, 256):
       raise ValueError("rgb_bicubic_baseline needs latent_channels=3 and num_levels=256 "
                        f"(got {self.latent_channels}, {self.num_levels})")
+    if self.pixel_mean_residual and not self.rgb_bicubic_baseline:
+      raise ValueError("pixel_mean_residual needs rgb_bicubic_baseline=True")
     if self.num_scales < 1 or self.num_channels < 1 or self.num_mixtures < 1:
       raise ValueError(f"invalid L3CConfig: {self}")
 

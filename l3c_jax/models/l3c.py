@@ -162,17 +162,38 @@ class L3C(nn.Module):
     Returns:
       (f_s [B, 2h, 2w, C_f], head params [B, 2h, 2w, K_p]).
     """
-    if self.config.rgb_bicubic_baseline:
+    c = self.config
+    x_coarse = z_s
+    if c.rgb_bicubic_baseline:
       # Decoder head on x^(s) - 255 * mean (no /128) through the one (trainable) mean-shift
       # conv, as in the official RGB baselines (hence their 2,729,076 / 909,700 parameters).
       z_s = self.input_shift(z_s)
+      if c.pixel_mean_residual:
+        # NOTE(l3c-pytorch): with our residual-mean deviation the decoder input is also divided
+        # by 128 (as L3C's encoder input is): raw +-128 inputs give head outputs of std ~10 at
+        # init (log-scales up to ~75), which costs hundreds of steps to unlearn.
+        z_s = self.input_scale(z_s)
     f_s = self.decoders[s - 1](z_s, f_above)
     head = self.prob_heads[s - 1](f_s)
-    if self.config.pixel_mean_scale != 1.0 and (s == 1 or self.config.rgb_bicubic_baseline):
+    # Channel layout of RGB heads: p*C*K + c*K + k, p = 1 are the means.
+    ck = 3 * c.num_mixtures
+    if c.pixel_mean_scale != 1.0 and (s == 1 or c.rgb_bicubic_baseline):
       # NOTE(l3c-pytorch): optional output scaling of the RGB means (config.pixel_mean_scale);
-      # the official model is scale 1. Channel layout p*C*K + c*K + k, p = 1 are the means.
-      ck = 3 * self.config.num_mixtures
-      head = head.at[..., ck:2 * ck].multiply(self.config.pixel_mean_scale)
+      # the official model is scale 1.
+      head = head.at[..., ck:2 * ck].multiply(c.pixel_mean_scale)
+    if c.pixel_mean_residual:
+      # NOTE(l3c-pytorch): means relative to x^(s) upsampled (config.pixel_mean_residual).
+      # The R->G->B coupling (likelihood.dmll.coupled_means) adds lam * x_R etc. to the G and B
+      # means; we subtract lam * up_R here so that it acts on the residuals, mu_G = up_G + m_G
+      # + lam_gr (x_R - up_R): a coupling on raw 0..255 values would move G and B far from the
+      # upsampled prediction whenever lam is not yet near 0.
+      k = c.num_mixtures
+      up = jnp.repeat(jnp.repeat(x_coarse, 2, axis=1), 2, axis=2)[..., None]   # [B, 2h, 2w, 3, 1]
+      lam = jax.nn.sigmoid(head[..., 3 * ck:4 * ck]).reshape(head.shape[:-1] + (3, k))
+      off_r = jnp.broadcast_to(up[..., 0, :], lam.shape[:-2] + (k,))
+      off_g = up[..., 1, :] - lam[..., 0, :] * up[..., 0, :]
+      off_b = up[..., 2, :] - lam[..., 1, :] * up[..., 0, :] - lam[..., 2, :] * up[..., 1, :]
+      head = head.at[..., ck:2 * ck].add(jnp.concatenate([off_r, off_g, off_b], axis=-1))
     return f_s, head
 
   def __call__(self, x: jax.Array, train: bool = False, soft_sigma=None) -> L3COutput:

@@ -64,10 +64,14 @@ def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: floa
   config asks for it. Channel layout of the head: p * C * K + c * K + k (p 1 = means, 2 = scales).
   """
   ck = 3 * cfg.num_mixtures
-  bias = params["prob_heads_0"]["out"]["conv"]["bias"]
-  bias = bias.at[ck:2 * ck].set(mean / cfg.pixel_mean_scale).at[2 * ck:3 * ck].set(log_scale)
+  if cfg.pixel_mean_residual:
+    mean = 0.0  # the head predicts offsets from the upsampled coarser image
   out = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
-  out["prob_heads_0"]["out"]["conv"]["bias"] = bias
+  # Every head of the RGB baselines predicts RGB; in L3C only head 1 does.
+  for s in range(cfg.num_scales if cfg.rgb_bicubic_baseline else 1):
+    bias = params[f"prob_heads_{s}"]["out"]["conv"]["bias"]
+    bias = bias.at[ck:2 * ck].set(mean / cfg.pixel_mean_scale).at[2 * ck:3 * ck].set(log_scale)
+    out[f"prob_heads_{s}"]["out"]["conv"]["bias"] = bias
   return out
 
 
