@@ -24,7 +24,7 @@ from flax import serialization
 
 from l3c_jax.coding.bitstream import FORMAT_VERSION
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import param_shapes
+from l3c_jax.models.l3c import head_names, param_shapes
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
@@ -102,10 +102,10 @@ def random_model(config: L3CConfig, seed: int = 0, broad_heads: bool = True) -> 
   params = jax.tree_util.tree_map(draw, param_shapes(config))
   if broad_heads:
     k = config.num_mixtures
-    for s in range(config.num_scales):
-      out = params[f"prob_heads_{s}"]["out"]["conv"]
+    for name, is_rgb in head_names(config):
+      out = params[name]["out"]["conv"]
       out["kernel"] *= 0.05
-      if s == 0 or config.rgb_bicubic_baseline:
+      if is_rgb:
         # pixels: means ~128 (G, B get + x_R / 2, + (x_R + x_G) / 2 by coupling); with
         # pixel_mean_residual, offsets ~0 from the upsampled coarser image.
         bias = np.zeros((4, 3, k), np.float32)

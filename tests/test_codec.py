@@ -10,6 +10,7 @@ import os
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -21,6 +22,7 @@ from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
 from l3c_jax.models.config import L3CConfig
+from l3c_jax.train import step as step_lib
 
 from conftest import random_params
 
@@ -280,11 +282,15 @@ def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
   np.testing.assert_array_equal(back.pixels, image.pixels)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["rgb", "rgb_residual"])
+PYRAMID_VARIANTS = {"rgb": {}, "rgb_residual": {"pixel_mean_residual": True},
+                    "rgb_phases": {"pixel_mean_residual": True, "phase_context": True}}
+
+
+@pytest.fixture(scope="module", params=sorted(PYRAMID_VARIANTS))
 def pyramid_model(request):
   """A tiny RGB-baseline model (bicubic pyramid; every scale coded as RGB with coupling)."""
   cfg = L3CConfig(num_channels=8, num_res_blocks=1, num_mixtures=2, rgb_bicubic_baseline=True,
-                  latent_channels=3, num_levels=256, pixel_mean_residual=request.param)
+                  latent_channels=3, num_levels=256, **PYRAMID_VARIANTS[request.param])
   return model_io.random_model(cfg, broad_heads=True)
 
 
@@ -301,7 +307,8 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
   smooth = np.stack([yy * 9, xx * 6, (yy + xx) * 4], -1).astype(np.uint8)
   data, stats = codec.encode(images.from_array(smooth), pyramid_model, estimate=True)
   header, streams = bitstream.unpack(data)
-  assert len(streams) == 1 + 3 * 3                       # x^(3), then R, G, B of 3 scales
+  phases = 4 if pyramid_model.config.phase_context else 1
+  assert len(streams) == 1 + 3 * 3 * phases              # x^(3), then R, G, B of 3 scales
   assert len(streams[0]) >= 3 * 5 - 8                    # 24x40 padded -> 3x5 top, 8 bit each
   assert set(stats.actual_bits) == set(stats.theory_bits) == {"z3", "z2", "z1", "x"}
   assert stats.file_bits == stats.header_bits + sum(stats.actual_bits.values())
@@ -310,6 +317,18 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
     assert abs(bits - stats.theory_bits[key]) <= 0.05 * stats.theory_bits[key] + 64, key
   gray, _ = codec.encode(images.ImageData(np.ascontiguousarray(smooth[..., 0]), "L"),
                          pyramid_model)
-  assert len(bitstream.unpack(gray)[1]) == 1 + 3        # one channel per scale
+  assert len(bitstream.unpack(gray)[1]) == 1 + 3 * phases   # one channel per scale (phase)
   with pytest.raises(CodecError, match="different model"):
     codec.decode(data, model_io.random_model(pyramid_model.config, seed=1))
+
+
+def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
+  """The coder's per-phase heads (causal: later phases unknown) give the same bits as the
+  training forward pass (teacher forcing): the model never peeks at what the decoder lacks."""
+  x = np_rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
+  _, stats = codec.encode(images.from_array(x), pyramid_model, estimate=True)
+  _, metrics = step_lib.loss_fn(pyramid_model.params, jnp.asarray(x[None], jnp.float32),
+                                pyramid_model.config)
+  for key in ("x", "z1", "z2", "z3"):
+    np.testing.assert_allclose(stats.theory_bits[key] / x.size,
+                               float(metrics[f"bpsp_{key}"]), rtol=2e-4, err_msg=key)

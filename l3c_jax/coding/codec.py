@@ -6,7 +6,9 @@ Coding order, per coded plane group and tile (the decoder's order, l3c_spec.md S
 Each of these is one range-coded substream (latents: (position, channel) raster order; pixels:
 raster order). The RGB baselines (config.rgb_bicubic_baseline) code their bicubic pyramid the same
 way: x^(S) with the uniform prior over 256 levels, then for s = S..1 the head of D^(s) gives the
-tables of x^(s-1), R, then G | R, then B | R, G (gray planes: the one channel only). The encoder takes the symbols from `L3C.encode` (hard quantization) and then
+tables of x^(s-1), R, then G | R, then B | R, G (gray planes: the one channel only). With
+config.phase_context each x^(s-1) is coded in four phases (models.l3c.PHASES), each phase's
+tables coming from its head on D^(s)'s features and the already decoded earlier phases. The encoder takes the symbols from `L3C.encode` (hard quantization) and then
 runs exactly the decoder's computation: the same jitted `decode_scale` on the same hard
 symbols, and the same jitted, chunked table functions (`coding.tables`) on the same inputs,
 so both sides build bit-identical integer tables. The training forward pass is never used.
@@ -46,7 +48,7 @@ from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C
+from l3c_jax.models.l3c import L3C, PHASES, phase_slice
 
 DEFAULT_TILE_SIZE = 1024
 _LN2 = math.log(2.0)
@@ -137,6 +139,12 @@ def _decode_net(config: L3CConfig, params, s: int, symbols, f_above):
   return L3C(config).apply({"params": params}, s, z, f_above, method=L3C.decode_scale)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _phase_net(config: L3CConfig, params, s: int, p: int, f, x_coarse, known):
+  """Head of phase p of x^(s-1) (config.phase_context) -> [1, h, w, K_p]."""
+  return L3C(config).apply({"params": params}, s, p, f, x_coarse, known, method=L3C.phase_head)
+
+
 @functools.partial(jax.jit, static_argnums=(0,))
 def _latent_theory_bits(config: L3CConfig, head, symbols):
   levels = jnp.asarray(quantizer.quantization_levels(
@@ -161,7 +169,8 @@ def _pixel_theory_bits(config: L3CConfig, head, x, num_channels: int):
 def _streams_per_tile(config: L3CConfig, num_channels: int) -> int:
   """Substreams of one tile of a component with num_channels coded channels."""
   if config.rgb_bicubic_baseline:
-    return 1 + config.num_scales * num_channels  # top image, then C per finer scale
+    # top image, then C per finer scale (per phase of it with phase_context)
+    return 1 + config.num_scales * num_channels * (len(PHASES) if config.phase_context else 1)
   return config.num_scales + num_channels        # z^(S..1), then C pixel channels
 
 
@@ -280,8 +289,27 @@ class _TileCoder:
     for s in range(cfg.num_scales, 0, -1):
       f, head = self._decode_scale(s, symbols[s - 1], f)
       target = pyramid[s - 2] if s > 1 else padded
-      streams.extend(self._encode_pixels(head, target, f"z{s - 1}" if s > 1 else "x"))
+      key = f"z{s - 1}" if s > 1 else "x"
+      if not cfg.phase_context:
+        streams.extend(self._encode_pixels(head, target, key))
+        continue
+      coarse = symbols[s - 1].astype(jnp.float32)
+      full = _network_input(target)
+      for p in range(len(PHASES)):
+        head = self._phase_head(s, p, f, coarse, full, p)
+        part = np.ascontiguousarray(target[PHASES[p][0]::2, PHASES[p][1]::2])
+        streams.extend(self._encode_pixels(head, part, key))
     return streams
+
+  def _phase_head(self, s: int, p: int, f, coarse, full, num_known: int):
+    """Head of phase p; full [1, 2h, 2w, 3] holds (at least) the pixels of phases < p."""
+    with self.clock("network"):
+      known = None
+      if num_known:
+        known = jnp.concatenate([phase_slice(full, q) for q in range(num_known)], axis=-1)
+      head = _phase_net(self.config, self.params, s, p, f, coarse, known)
+      jax.block_until_ready(head)
+    return head
 
   def _encode_pixels(self, head, padded: np.ndarray, key: str = "x") -> List[bytes]:
     num_channels = padded.shape[2]
@@ -347,10 +375,19 @@ class _TileCoder:
     image = image.reshape(hs, ws, num_channels)
     f = None
     for s in range(cfg.num_scales, 0, -1):
-      symbols = jnp.asarray(_network_input(image.astype(np.uint8))).astype(jnp.int32)
-      f, head = self._decode_scale(s, symbols, f)
-      pixels = self._decode_pixels(streams, head, num_channels, f"z{s - 1}" if s > 1 else "x")
-      image = pixels.reshape(head.shape[1], head.shape[2], num_channels)
+      coarse = _network_input(image.astype(np.uint8))
+      f, head = self._decode_scale(s, coarse.astype(jnp.int32), f)
+      key = f"z{s - 1}" if s > 1 else "x"
+      if not cfg.phase_context:
+        pixels = self._decode_pixels(streams, head, num_channels, key)
+        image = pixels.reshape(head.shape[1], head.shape[2], num_channels)
+        continue
+      h, w = image.shape[:2]
+      image = np.zeros((2 * h, 2 * w, num_channels), np.uint8)
+      for p in range(len(PHASES)):
+        head = self._phase_head(s, p, f, coarse, _network_input(image), p)
+        pixels = self._decode_pixels(streams, head, num_channels, key)
+        image[PHASES[p][0]::2, PHASES[p][1]::2] = pixels.reshape(h, w, num_channels)
     return image
 
   def _decode_pixels(self, streams, head, num_channels: int, key: str = "x") -> np.ndarray:

@@ -30,6 +30,13 @@ class L3CConfig:
       deviation (the official heads predict mu outright); the net then starts from a sensible
       prediction and only learns the interpolation residual, which trains far faster on a CPU.
       The decoders' inputs x^(s) - 255 * mean are then also divided by 128, as L3C's are.
+    phase_context: RGB baselines with pixel_mean_residual only: each finer image x^(s-1) is
+      coded in four phases, the pixels at (even, even), (odd, odd), (even, odd), (odd, even)
+      positions, each predicted by its own small head from D^(s)'s features at those positions
+      plus the pixels of the earlier phases (as residuals from x^(s)). NOTE(l3c-pytorch): an
+      extension beyond the paper (whose heads predict all four children of a coarse pixel
+      independently, paying for their strong correlation); still one network pass per phase,
+      no per-pixel autoregression.
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -44,6 +51,7 @@ class L3CConfig:
   rgb_bicubic_baseline: bool = False
   pixel_mean_scale: float = 1.0
   pixel_mean_residual: bool = False
+  phase_context: bool = False
 
   def __post_init__(self):
     if self.rgb_bicubic_baseline and (self.latent_channels, self.num_levels) != (3, 256):
@@ -51,6 +59,8 @@ class L3CConfig:
                        f"(got {self.latent_channels}, {self.num_levels})")
     if self.pixel_mean_residual and not self.rgb_bicubic_baseline:
       raise ValueError("pixel_mean_residual needs rgb_bicubic_baseline=True")
+    if self.phase_context and not self.pixel_mean_residual:
+      raise ValueError("phase_context needs pixel_mean_residual=True (and rgb_bicubic_baseline)")
     if self.num_scales < 1 or self.num_channels < 1 or self.num_mixtures < 1:
       raise ValueError(f"invalid L3CConfig: {self}")
 

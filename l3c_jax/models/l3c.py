@@ -25,6 +25,14 @@ def head_channels(config: L3CConfig, s: int) -> int:
   return 3 * config.latent_channels * config.num_mixtures
 
 
+def head_names(config: L3CConfig) -> Tuple[Tuple[str, bool], ...]:
+  """(parameter name, predicts RGB) of every probability head, coarse-to-fine order aside."""
+  if config.phase_context:
+    return tuple((f"phase_heads_{i}", True) for i in range(4 * config.num_scales))
+  return tuple((f"prob_heads_{s}", s == 0 or config.rgb_bicubic_baseline)
+               for s in range(config.num_scales))
+
+
 @flax.struct.dataclass
 class L3COutput:
   """Everything one forward pass produces (tuples indexed by paper scale s - 1).
@@ -97,6 +105,42 @@ class ProbHead(nn.Module):
     return layers.Conv(self.out_channels, 1, name="out")(jnp.concatenate(branches, axis=-1))
 
 
+# Phase p of an image x^(s-1) (phase_context): its pixels at (row % 2, col % 2) == PHASES[p],
+# coded in this order, so that phase 1 sees 4 diagonal neighbours of phase 0 and phases 2 and 3
+# see 4 direct neighbours each.
+PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
+
+
+def phase_slice(x: jax.Array, p: int) -> jax.Array:
+  """[B, 2h, 2w, C] -> [B, h, w, C], the pixels of phase p."""
+  dy, dx = PHASES[p]
+  return x[:, dy::2, dx::2]
+
+
+def phase_merge(parts) -> jax.Array:
+  """Inverse of phase_slice: four [B, h, w, C] arrays (phase order) -> [B, 2h, 2w, C]."""
+  b, h, w, c = parts[0].shape
+  out = jnp.zeros((b, 2 * h, 2 * w, c), parts[0].dtype)
+  for p, part in enumerate(parts):
+    dy, dx = PHASES[p]
+    out = out.at[:, dy::2, dx::2].set(part)
+  return out
+
+
+class PhaseHead(nn.Module):
+  """Head of one phase (config.phase_context): two 3x3 convs on D^(s)'s features at the phase's
+  positions, concatenated with the earlier phases' pixels, then a 1x1 to the mixture params."""
+  num_channels: int
+  out_channels: int
+
+  @nn.compact
+  def __call__(self, f, ctx: Optional[jax.Array]):
+    h = f if ctx is None else jnp.concatenate([f, ctx], axis=-1)
+    h = nn.relu(layers.Conv(self.num_channels, 3, name="ctx")(h))
+    h = nn.relu(layers.Conv(self.num_channels, 3, name="mid")(h))
+    return layers.Conv(self.out_channels, 1, name="out")(h)
+
+
 class L3C(nn.Module):
   """The full L3C model. NHWC; input pixels are float32 in 0..255.
 
@@ -117,8 +161,12 @@ class L3C(nn.Module):
       self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
       self.encoders = [Encoder(c) for _ in range(c.num_scales)]
     self.decoders = [Decoder(c) for _ in range(c.num_scales)]
-    self.prob_heads = [ProbHead(c.num_channels, head_channels(c, s))
-                       for s in range(1, c.num_scales + 1)]
+    if c.phase_context:  # entry 4 * (s - 1) + p: phase p of scale s
+      self.phase_heads = [PhaseHead(c.num_channels, head_channels(c, s))
+                          for s in range(1, c.num_scales + 1) for _ in PHASES]
+    else:
+      self.prob_heads = [ProbHead(c.num_channels, head_channels(c, s))
+                         for s in range(1, c.num_scales + 1)]
 
   def levels(self) -> jax.Array:
     c = self.config
@@ -160,7 +208,8 @@ class L3C(nn.Module):
       z_s: [B, h, w, C_q] quantized values of z^(s).
       f_above: [B, h, w, C_f] feature f^(s+1), or None at the coarsest scale.
     Returns:
-      (f_s [B, 2h, 2w, C_f], head params [B, 2h, 2w, K_p]).
+      (f_s [B, 2h, 2w, C_f], head params [B, 2h, 2w, K_p]); with config.phase_context the
+      head params are None (see phase_head).
     """
     c = self.config
     x_coarse = z_s
@@ -174,27 +223,57 @@ class L3C(nn.Module):
         # init (log-scales up to ~75), which costs hundreds of steps to unlearn.
         z_s = self.input_scale(z_s)
     f_s = self.decoders[s - 1](z_s, f_above)
+    if c.phase_context:
+      return f_s, None
     head = self.prob_heads[s - 1](f_s)
+    up = None
+    if c.pixel_mean_residual:
+      up = jnp.repeat(jnp.repeat(x_coarse, 2, axis=1), 2, axis=2)       # [B, 2h, 2w, 3]
+    return f_s, self._rgb_head_outputs(s, head, up)
+
+  def phase_head(self, s: int, p: int, f_s: jax.Array, x_coarse: jax.Array,
+                 known: Optional[jax.Array]) -> jax.Array:
+    """Head params of phase p of x^(s-1) (config.phase_context).
+
+    Args:
+      s, p: static paper scale (1..S) and phase (0..3, see PHASES).
+      f_s: [B, 2h, 2w, C_f] features of D^(s).
+      x_coarse: [B, h, w, 3] float32 pixel values of x^(s) (the phase grids align with it).
+      known: [B, h, w, 3 p] float32 pixels of phases 0..p-1 in order (None for p = 0).
+    Returns:
+      [B, h, w, 4 * 3 * K] mixture params of the pixels of phase p.
+    """
+    ctx = None
+    if p > 0:
+      # Earlier phases as residuals from the coarser image: small, centred inputs.
+      ctx = (known - jnp.tile(x_coarse, (1, 1, 1, p))) / 32.0
+    head = self.phase_heads[4 * (s - 1) + p](phase_slice(f_s, p), ctx)
+    return self._rgb_head_outputs(s, head, x_coarse)
+
+  def _rgb_head_outputs(self, s: int, head: jax.Array, up: Optional[jax.Array]) -> jax.Array:
+    """Mean scaling / residual means of RGB heads; up [.., 3] is the coarser image at the
+    predicted positions (pixel_mean_residual), else None."""
+    c = self.config
     # Channel layout of RGB heads: p*C*K + c*K + k, p = 1 are the means.
     ck = 3 * c.num_mixtures
     if c.pixel_mean_scale != 1.0 and (s == 1 or c.rgb_bicubic_baseline):
       # NOTE(l3c-pytorch): optional output scaling of the RGB means (config.pixel_mean_scale);
       # the official model is scale 1.
       head = head.at[..., ck:2 * ck].multiply(c.pixel_mean_scale)
-    if c.pixel_mean_residual:
+    if up is not None:
       # NOTE(l3c-pytorch): means relative to x^(s) upsampled (config.pixel_mean_residual).
       # The R->G->B coupling (likelihood.dmll.coupled_means) adds lam * x_R etc. to the G and B
       # means; we subtract lam * up_R here so that it acts on the residuals, mu_G = up_G + m_G
       # + lam_gr (x_R - up_R): a coupling on raw 0..255 values would move G and B far from the
       # upsampled prediction whenever lam is not yet near 0.
       k = c.num_mixtures
-      up = jnp.repeat(jnp.repeat(x_coarse, 2, axis=1), 2, axis=2)[..., None]   # [B, 2h, 2w, 3, 1]
+      up = up[..., None]                                                  # [..., 3, 1]
       lam = jax.nn.sigmoid(head[..., 3 * ck:4 * ck]).reshape(head.shape[:-1] + (3, k))
       off_r = jnp.broadcast_to(up[..., 0, :], lam.shape[:-2] + (k,))
       off_g = up[..., 1, :] - lam[..., 0, :] * up[..., 0, :]
       off_b = up[..., 2, :] - lam[..., 1, :] * up[..., 0, :] - lam[..., 2, :] * up[..., 1, :]
       head = head.at[..., ck:2 * ck].add(jnp.concatenate([off_r, off_g, off_b], axis=-1))
-    return f_s, head
+    return head
 
   def __call__(self, x: jax.Array, train: bool = False, soft_sigma=None) -> L3COutput:
     symbols, zs = self.encode(x, train, soft_sigma)
@@ -202,6 +281,13 @@ class L3C(nn.Module):
     f = None
     for s in range(self.config.num_scales, 0, -1):
       f, head_params[s - 1] = self.decode_scale(s, zs[s - 1], f)
+      if self.config.phase_context:
+        # Teacher forcing: every phase sees the true pixels of the earlier phases.
+        parts = [phase_slice(x if s == 1 else zs[s - 2], q) for q in range(len(PHASES))]
+        heads = [self.phase_head(s, p, f, zs[s - 1],
+                                 jnp.concatenate(parts[:p], axis=-1) if p else None)
+                 for p in range(len(PHASES))]
+        head_params[s - 1] = phase_merge(heads)
     return L3COutput(symbols=symbols, z=zs, head_params=tuple(head_params))
 
 

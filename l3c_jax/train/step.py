@@ -10,7 +10,7 @@ import optax
 
 from l3c_jax import losses
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C, init_params
+from l3c_jax.models.l3c import L3C, head_names, init_params
 from l3c_jax.train.config import TrainConfig
 
 
@@ -68,10 +68,12 @@ def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: floa
     mean = 0.0  # the head predicts offsets from the upsampled coarser image
   out = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
   # Every head of the RGB baselines predicts RGB; in L3C only head 1 does.
-  for s in range(cfg.num_scales if cfg.rgb_bicubic_baseline else 1):
-    bias = params[f"prob_heads_{s}"]["out"]["conv"]["bias"]
+  for name, is_rgb in head_names(cfg):
+    if not is_rgb:
+      continue
+    bias = params[name]["out"]["conv"]["bias"]
     bias = bias.at[ck:2 * ck].set(mean / cfg.pixel_mean_scale).at[2 * ck:3 * ck].set(log_scale)
-    out[f"prob_heads_{s}"]["out"]["conv"]["bias"] = bias
+    out[name]["out"]["conv"]["bias"] = bias
   return out
 
 
