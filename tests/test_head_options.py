@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from l3c_jax import losses
 from l3c_jax.likelihood import dmll
 from l3c_jax.models import L3C, L3CConfig, init_params
+from l3c_jax.models.l3c import head_names
 from l3c_jax.train import step as step_lib
 
 CFG = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
@@ -83,3 +85,35 @@ def test_pixel_head_init_sets_every_rgb_head_of_the_baselines():
   res = step_lib.init_pixel_head(init_params(RES, jax.random.key(0)), RES)
   np.testing.assert_array_equal(np.asarray(res["prob_heads_2"]["out"]["conv"]["bias"])[ck:2 * ck],
                                 0.0)
+
+
+def test_subsample_pyramid_makes_phase_zero_free_and_needs_phases():
+  with pytest.raises(ValueError, match="subsample_pyramid"):
+    RES.replace(subsample_pyramid=True)
+  cfg = RES.replace(phase_context=True, subsample_pyramid=True)
+  p = init_params(cfg, jax.random.key(0))
+  x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
+  out = L3C(cfg).apply({"params": p}, x)
+  np.testing.assert_array_equal(np.asarray(out.z[0]), np.asarray(x[:, ::2, ::2]))
+  np.testing.assert_array_equal(np.asarray(out.z[2]), np.asarray(x[:, ::8, ::8]))
+  maps = losses.nll_bits_maps(out, x, cfg)
+  for s in range(cfg.num_scales):
+    bits = np.asarray(maps[s])
+    assert np.abs(bits[:, ::2, ::2]).max() < 1e-3                       # phase 0: known
+    assert bits[:, 1::2, 1::2].mean() > 1.0                             # phases 1-3: coded
+  assert all(not name.endswith(("_0", "_4", "_8")) for name, _ in head_names(cfg))
+
+
+def test_merge_params_takes_matching_leaves_only():
+  big = RES.replace(phase_context=True)
+  src = init_params(big, jax.random.key(1))
+  dst = init_params(RES.replace(phase_context=True, subsample_pyramid=True), jax.random.key(2))
+  merged, taken = step_lib.merge_params(dst, src)
+  assert taken == len(jax.tree_util.tree_leaves(dst))                  # a subset of src's heads
+  np.testing.assert_array_equal(np.asarray(merged["decoders_0"]["head"]["conv"]["kernel"]),
+                                np.asarray(src["decoders_0"]["head"]["conv"]["kernel"]))
+  other = init_params(RES.replace(num_channels=6), jax.random.key(3))  # other shapes: nothing
+  kept, taken = step_lib.merge_params(other, src)
+  assert taken < len(jax.tree_util.tree_leaves(other))
+  np.testing.assert_array_equal(np.asarray(kept["decoders_0"]["head"]["conv"]["kernel"]),
+                                np.asarray(other["decoders_0"]["head"]["conv"]["kernel"]))

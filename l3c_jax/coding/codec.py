@@ -169,9 +169,22 @@ def _pixel_theory_bits(config: L3CConfig, head, x, num_channels: int):
 def _streams_per_tile(config: L3CConfig, num_channels: int) -> int:
   """Substreams of one tile of a component with num_channels coded channels."""
   if config.rgb_bicubic_baseline:
-    # top image, then C per finer scale (per phase of it with phase_context)
-    return 1 + config.num_scales * num_channels * (len(PHASES) if config.phase_context else 1)
+    # top image, then C per finer scale (per coded phase of it with phase_context)
+    return 1 + config.num_scales * num_channels * _coded_phases(config)
   return config.num_scales + num_channels        # z^(S..1), then C pixel channels
+
+
+def _coded_phases(config: L3CConfig) -> int:
+  """Phases coded per finer image: 4, 3 with a subsampled pyramid (phase 0 is x^(s)), else 1."""
+  if not config.phase_context:
+    return 1
+  return len(PHASES) - 1 if config.subsample_pyramid else len(PHASES)
+
+
+def _first_phase(config: L3CConfig) -> int:
+  return 1 if config.subsample_pyramid else 0
+
+
 
 
 def _top_symbols(config: L3CConfig, height_padded: int, width_padded: int,
@@ -295,7 +308,7 @@ class _TileCoder:
         continue
       coarse = symbols[s - 1].astype(jnp.float32)
       full = _network_input(target)
-      for p in range(len(PHASES)):
+      for p in range(_first_phase(cfg), len(PHASES)):
         head = self._phase_head(s, p, f, coarse, full, p)
         part = np.ascontiguousarray(target[PHASES[p][0]::2, PHASES[p][1]::2])
         streams.extend(self._encode_pixels(head, part, key))
@@ -383,8 +396,10 @@ class _TileCoder:
         image = pixels.reshape(head.shape[1], head.shape[2], num_channels)
         continue
       h, w = image.shape[:2]
-      image = np.zeros((2 * h, 2 * w, num_channels), np.uint8)
-      for p in range(len(PHASES)):
+      coarse_np, image = image, np.zeros((2 * h, 2 * w, num_channels), np.uint8)
+      if cfg.subsample_pyramid:
+        image[0::2, 0::2] = coarse_np  # phase 0 is x^(s) itself
+      for p in range(_first_phase(cfg), len(PHASES)):
         head = self._phase_head(s, p, f, coarse, _network_input(image), p)
         pixels = self._decode_pixels(streams, head, num_channels, key)
         image[PHASES[p][0]::2, PHASES[p][1]::2] = pixels.reshape(h, w, num_channels)

@@ -37,6 +37,10 @@ class L3CConfig:
       extension beyond the paper (whose heads predict all four children of a coarse pixel
       independently, paying for their strong correlation); still one network pass per phase,
       no per-pixel autoregression.
+    subsample_pyramid: with phase_context only: x^(s) is x^(s-1) subsampled (its phase-0 pixels)
+      instead of bicubic-downscaled, so phase 0 of every finer image is already known and only
+      phases 1-3 are coded: no bits are spent twice on the same information. NOTE(l3c-pytorch):
+      an extension beyond the paper (an interlaced pyramid as in classical hierarchical coders).
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -52,6 +56,7 @@ class L3CConfig:
   pixel_mean_scale: float = 1.0
   pixel_mean_residual: bool = False
   phase_context: bool = False
+  subsample_pyramid: bool = False
 
   def __post_init__(self):
     if self.rgb_bicubic_baseline and (self.latent_channels, self.num_levels) != (3, 256):
@@ -61,6 +66,8 @@ class L3CConfig:
       raise ValueError("pixel_mean_residual needs rgb_bicubic_baseline=True")
     if self.phase_context and not self.pixel_mean_residual:
       raise ValueError("phase_context needs pixel_mean_residual=True (and rgb_bicubic_baseline)")
+    if self.subsample_pyramid and not self.phase_context:
+      raise ValueError("subsample_pyramid needs phase_context=True")
     if self.num_scales < 1 or self.num_channels < 1 or self.num_mixtures < 1:
       raise ValueError(f"invalid L3CConfig: {self}")
 

@@ -28,7 +28,9 @@ def head_channels(config: L3CConfig, s: int) -> int:
 def head_names(config: L3CConfig) -> Tuple[Tuple[str, bool], ...]:
   """(parameter name, predicts RGB) of every probability head, coarse-to-fine order aside."""
   if config.phase_context:
-    return tuple((f"phase_heads_{i}", True) for i in range(4 * config.num_scales))
+    first = 1 if config.subsample_pyramid else 0  # phase 0 has no head then
+    return tuple((f"phase_heads_{4 * s + p}", True)
+                 for s in range(config.num_scales) for p in range(first, len(PHASES)))
   return tuple((f"prob_heads_{s}", s == 0 or config.rgb_bicubic_baseline)
                for s in range(config.num_scales))
 
@@ -187,7 +189,8 @@ class L3C(nn.Module):
       # RGB baselines: the "latents" z^(s) are the bicubic pyramid x^(s), symbols = pixel values.
       zs = []
       for _ in range(c.num_scales):
-        zs.append(bicubic_half(zs[-1] if zs else x))
+        finer = zs[-1] if zs else x
+        zs.append(phase_slice(finer, 0) if c.subsample_pyramid else bicubic_half(finer))
       return tuple(z.astype(jnp.int32) for z in zs), tuple(zs)
     levels = self.levels()
     feat = self.input_scale(self.input_shift(x))
@@ -243,6 +246,13 @@ class L3C(nn.Module):
     Returns:
       [B, h, w, 4 * 3 * K] mixture params of the pixels of phase p.
     """
+    if p == 0 and self.config.subsample_pyramid:
+      # Phase 0 is x^(s) itself: a point mass on it (offsets 0, log-scales at their floor), so
+      # its bits are 0 and the codec skips it. The phase-0 head's weights stay unused.
+      k = self.config.num_mixtures
+      head = jnp.zeros(x_coarse.shape[:-1] + (4 * 3 * k,), x_coarse.dtype)
+      head = head.at[..., 6 * k:9 * k].set(self.config.log_scale_min)
+      return self._rgb_head_outputs(s, head, x_coarse)
     ctx = None
     if p > 0:
       # Earlier phases as residuals from the coarser image: small, centred inputs.

@@ -46,6 +46,9 @@ class TrainConfig:
       at log(16) instead of PyTorch's default init (~0 and ~0): with RMSprop's ~lr-sized steps
       the means otherwise need thousands of steps to reach the pixel range, which matters for
       short CPU runs. Off for the paper recipe.
+    init_from: a model folder (`l3c_jax.model_io` format, e.g. WORKDIR/model of another run or
+      the shipped default) whose parameters initialize a new run wherever name and shape match
+      (warm start / fine-tuning); the rest keeps its fresh init. Ignored when resuming.
   """
   crop_size: int = 128
   batch_size: int = 30
@@ -71,6 +74,7 @@ class TrainConfig:
   val_batch_size: int = 30
   scale_weights: Tuple[float, ...] = ()
   pixel_head_init: bool = False
+  init_from: str = ""
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

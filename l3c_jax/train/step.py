@@ -1,7 +1,7 @@
 """Pure training / evaluation steps (no I/O, no Python side effects; jit- and vmap-able)."""
 
 import math
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax
 import jax
@@ -77,13 +77,40 @@ def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: floa
   return out
 
 
+def merge_params(params, source) -> Tuple[Any, int]:
+  """params with every leaf that `source` has at the same path and shape taken from source.
+
+  Returns:
+    (merged params, number of leaves taken).
+  """
+  flat_src = {path: leaf for path, leaf in jax.tree_util.tree_flatten_with_path(source)[0]}
+  taken = 0
+
+  def pick(path, leaf):
+    nonlocal taken
+    other = flat_src.get(path)
+    if other is not None and tuple(other.shape) == tuple(leaf.shape):
+      taken += 1
+      return jnp.asarray(other, leaf.dtype)
+    return leaf
+
+  merged = jax.tree_util.tree_map_with_path(pick, params)
+  return merged, taken
+
+
 def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: jax.Array,
                        lr_scale: Optional[jax.Array] = None,
-                       pixel_head_init: bool = False) -> TrainState:
-  """Initializes params (PyTorch default init) and optimizer state; vmappable over rng."""
+                       pixel_head_init: bool = False, init_params_from=None) -> TrainState:
+  """Initializes params (PyTorch default init) and optimizer state; vmappable over rng.
+
+  init_params_from: optional params pytree whose matching leaves replace the fresh ones
+  (after pixel_head_init), see merge_params.
+  """
   params = init_params(cfg, rng)
   if pixel_head_init:
     params = init_pixel_head(params, cfg)
+  if init_params_from is not None:
+    params, _ = merge_params(params, init_params_from)
   opt_state = tx.init(params)
   if lr_scale is not None:
     opt_state.hyperparams["lr_scale"] = jnp.asarray(lr_scale, jnp.float32)
