@@ -276,7 +276,10 @@ def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
   image = images.ImageData(np.ascontiguousarray(photo.pixels[:512, :512]), "RGB")
   data, stats = codec.encode(image, model, estimate=True)
   theory = sum(stats.theory_bits.values())
-  assert sum(stats.actual_bits.values()) >= theory
+  # Written bits may be a little *below* the estimate for a sharp model: the integer tables give
+  # every symbol at least 2^-24, so the rare far-tail symbol (float estimate > 24 bits) is
+  # cheaper than the float model says. Either way the two agree to a fraction of a percent.
+  assert abs(sum(stats.actual_bits.values()) - theory) <= 0.005 * theory
   assert stats.file_bits <= 1.002 * theory + stats.header_bits
   back, _ = codec.decode(data, model)
   np.testing.assert_array_equal(back.pixels, image.pixels)

@@ -71,7 +71,6 @@ def _check_workdir_config(workdir: str, config: ExperimentConfig) -> None:
 
 def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) -> None:
   """Writes WORKDIR/model (the format `l3c_jax.load_model` and the codec read)."""
-  from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
   model_io.save_model(os.path.join(workdir, "model"), config.model,
                       jax.device_get(params), metadata=meta)
 
