@@ -3,7 +3,9 @@
 `sample_given_scale(config, params, x, s, key)` keeps the real z^(s), ..., z^(S) of x (what
 would still be stored), runs the decoders D^(S) ... D^(s) on them and then samples z^(s-1),
 ..., z^(1) and finally the pixels, each from its predicted mixture, feeding every sample to the
-next decoder. s = S + 1 samples everything, with z^(S) drawn from its uniform prior.
+next decoder. s = S + 1 samples everything, with z^(S) drawn from its uniform prior. The RGB
+pyramids (config.rgb_bicubic_baseline) sample images x^(s-1) instead of latents, phase by phase
+with config.phase_context.
 Pure JAX (no I/O); the sampling math is in `l3c_jax.likelihood.sampling`.
 """
 
@@ -19,7 +21,7 @@ from l3c_jax.likelihood import dmll
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C
+from l3c_jax.models.l3c import L3C, PHASES, phase_merge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +74,10 @@ def sample_given_scale(config: L3CConfig, params, x: jax.Array, given_scale: int
   if given_scale == num_scales + 1:
     # Unconditional: z^(S) from its uniform prior over the L levels.
     symbols = jax.random.randint(keys[num_scales], z_real[-1].shape, 0, config.num_levels)
-    z_used[-1] = quantizer.from_symbols(symbols, levels)
+    z_used[-1] = (symbols.astype(jnp.float32) if config.rgb_bicubic_baseline
+                  else quantizer.from_symbols(symbols, levels))
+  if config.rgb_bicubic_baseline:
+    return _sample_pyramid(model, variables, config, z_used, given_scale, keys)
   f = None
   x_sample = None
   for s in range(num_scales, 0, -1):
@@ -84,6 +89,41 @@ def sample_given_scale(config: L3CConfig, params, x: jax.Array, given_scale: int
       z_used[s - 2] = mixture_sampling.sample_mixture(
           head, keys[s - 1], lat, config.num_mixtures, False, config.log_scale_min,
           snap=snap_latents, levels=levels)
+  return SampleResult(x=x_sample, z=tuple(z_used))
+
+
+def _sample_pyramid(model, variables, config: L3CConfig, z_used, given_scale: int, keys
+                    ) -> SampleResult:
+  """sample_given_scale for the RGB pyramids: every scale is an RGB image; with phase_context
+  its four phases are sampled in coding order, each from its head given the earlier ones."""
+  k = config.num_mixtures
+
+  def draw(head, key):
+    return mixture_sampling.sample_mixture(head, key, dmll.RGB_ALPHABET, k, True,
+                                           config.log_scale_min)
+
+  f, x_sample = None, None
+  for s in range(config.num_scales, 0, -1):
+    coarse = z_used[s - 1]
+    f, head = model.apply(variables, s, coarse, f, method=L3C.decode_scale)
+    if s > 1 and s - 1 >= given_scale:
+      continue  # x^(s-1) is given
+    if config.phase_context:
+      parts = []
+      for p, key in enumerate(jax.random.split(keys[s - 1], len(PHASES))):
+        if p == 0 and config.subsample_pyramid:
+          parts.append(coarse)  # phase 0 is x^(s) itself
+          continue
+        known = jnp.concatenate(parts, axis=-1) if parts else None
+        parts.append(draw(model.apply(variables, s, p, f, coarse, known,
+                                      method=L3C.phase_head), key))
+      image = phase_merge(parts)
+    else:
+      image = draw(head, keys[s - 1])
+    if s == 1:
+      x_sample = image
+    else:
+      z_used[s - 2] = image
   return SampleResult(x=x_sample, z=tuple(z_used))
 
 

@@ -245,6 +245,28 @@ def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
     sampling.sample_given_scale(cfg, params, x, 0, jax.random.key(0))
 
 
+@pytest.mark.parametrize("subsample", [False, True])
+def test_sample_given_scale_pyramid_phases(subsample):
+  cfg = L3CConfig(num_channels=4, num_res_blocks=1, num_mixtures=2, num_scales=2,
+                  rgb_bicubic_baseline=True, latent_channels=3, num_levels=256,
+                  pixel_mean_residual=True, phase_context=True, subsample_pyramid=subsample)
+  params = random_params(cfg)
+  x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
+  from l3c_jax.models.l3c import L3C
+  _, z_real = L3C(cfg).apply({"params": params}, x, method=L3C.encode)
+  res = sampling.sample_given_scale(cfg, params, x, 2, jax.random.key(0))
+  np.testing.assert_array_equal(res.z[1], z_real[1])                    # x^(2) given
+  for img in (res.x, res.z[0]):                                         # sampled images
+    assert float(img.min()) >= 0 and float(img.max()) <= 255
+    np.testing.assert_array_equal(img, jnp.round(img))
+  assert not np.array_equal(res.z[0], z_real[0])
+  if subsample:  # phase 0 of each sampled image is the coarser image
+    np.testing.assert_array_equal(res.z[0][:, ::2, ::2], res.z[1])
+    np.testing.assert_array_equal(res.x[:, ::2, ::2], res.z[0])
+  top = sampling.sample_given_scale(cfg, params, x, 3, jax.random.key(0)).z[1]
+  assert len(np.unique(np.asarray(top))) > 5 and float(top.max()) <= 255
+
+
 def test_bpsp_kept_sums_the_stored_scales(small_setup):
   cfg, params, x = small_setup
   kept = sampling.bpsp_kept(cfg, params, x)
