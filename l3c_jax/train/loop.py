@@ -129,16 +129,16 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
                                        tcfg.val_max_images)
   tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
   schedule = step_lib.learning_rate_schedule(tcfg, loader.batches_per_epoch)
-  source = None
-  if tcfg.init_from and not start_step:
-    source = model_io.load_model(tcfg.init_from).params
   state = step_lib.create_train_state(cfg, tx, jax.random.key(tcfg.seed),
-                                      pixel_head_init=tcfg.pixel_head_init,
-                                      init_params_from=source)
-  if source is not None:
-    _, taken = step_lib.merge_params(state.params, source)
-    total = len(jax.tree_util.tree_leaves(state.params))
-    _log(f"Initialized {taken} of {total} parameter arrays from {tcfg.init_from}")
+                                      pixel_head_init=tcfg.pixel_head_init)
+  if tcfg.init_from and not start_step:
+    params, taken = step_lib.merge_params(state.params,
+                                          model_io.load_model(tcfg.init_from).params)
+    # The optimizer state stays as initialized: Adam's and RMSprop's start (zero moments) does
+    # not depend on the parameter values.
+    state = state.replace(params=params)
+    _log(f"Initialized {taken} of {len(jax.tree_util.tree_leaves(params))} parameter arrays "
+         f"from {tcfg.init_from}")
   elapsed = 0.0
   if start_step:
     state, meta = ckpt.restore(state)

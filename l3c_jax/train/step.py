@@ -100,17 +100,11 @@ def merge_params(params, source) -> Tuple[Any, int]:
 
 def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: jax.Array,
                        lr_scale: Optional[jax.Array] = None,
-                       pixel_head_init: bool = False, init_params_from=None) -> TrainState:
-  """Initializes params (PyTorch default init) and optimizer state; vmappable over rng.
-
-  init_params_from: optional params pytree whose matching leaves replace the fresh ones
-  (after pixel_head_init), see merge_params.
-  """
+                       pixel_head_init: bool = False) -> TrainState:
+  """Initializes params (PyTorch default init) and optimizer state; vmappable over rng."""
   params = init_params(cfg, rng)
   if pixel_head_init:
     params = init_pixel_head(params, cfg)
-  if init_params_from is not None:
-    params, _ = merge_params(params, init_params_from)
   opt_state = tx.init(params)
   if lr_scale is not None:
     opt_state.hyperparams["lr_scale"] = jnp.asarray(lr_scale, jnp.float32)
