@@ -21,7 +21,7 @@ from l3c_jax.likelihood import dmll
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C, PHASES, phase_merge
+from l3c_jax.models.l3c import L3C, PHASES, first_coded_phase, phase_merge
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _sample_pyramid(model, variables, config: L3CConfig, z_used, given_scale: in
     if config.phase_context:
       parts = []
       for p, key in enumerate(jax.random.split(keys[s - 1], len(PHASES))):
-        if p == 0 and config.subsample_pyramid:
+        if p < first_coded_phase(config):
           parts.append(coarse)  # phase 0 is x^(s) itself
           continue
         known = jnp.concatenate(parts, axis=-1) if parts else None

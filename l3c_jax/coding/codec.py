@@ -8,10 +8,12 @@ raster order). The RGB baselines (config.rgb_bicubic_baseline) code their bicubi
 way: x^(S) with the uniform prior over 256 levels, then for s = S..1 the head of D^(s) gives the
 tables of x^(s-1), R, then G | R, then B | R, G (gray planes: the one channel only). With
 config.phase_context each x^(s-1) is coded in four phases (models.l3c.PHASES), each phase's
-tables coming from its head on D^(s)'s features and the already decoded earlier phases. The encoder takes the symbols from `L3C.encode` (hard quantization) and then
-runs exactly the decoder's computation: the same jitted `decode_scale` on the same hard
-symbols, and the same jitted, chunked table functions (`coding.tables`) on the same inputs,
-so both sides build bit-identical integer tables. The training forward pass is never used.
+tables coming from its head on D^(s)'s features and the already decoded earlier phases (with
+config.subsample_pyramid phase 0 is x^(s) itself and is not coded).
+The encoder takes the symbols from `L3C.encode` (hard quantization) and then runs exactly the
+decoder's computation: the same jitted `decode_scale` on the same hard symbols, and the same
+jitted, chunked table functions (`coding.tables`) on the same inputs, so both sides build
+bit-identical integer tables. The training forward pass is never used.
 
 Images and modes (see `data.images`): every image is split into plane groups ("components"):
   RGB   one RGB component.
@@ -48,7 +50,7 @@ from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C, PHASES, phase_slice
+from l3c_jax.models.l3c import L3C, PHASES, first_coded_phase, phase_slice
 
 DEFAULT_TILE_SIZE = 1024
 _LN2 = math.log(2.0)
@@ -175,16 +177,10 @@ def _streams_per_tile(config: L3CConfig, num_channels: int) -> int:
 
 
 def _coded_phases(config: L3CConfig) -> int:
-  """Phases coded per finer image: 4, 3 with a subsampled pyramid (phase 0 is x^(s)), else 1."""
+  """Phases coded per finer image: 1 without phase_context, else those not already known."""
   if not config.phase_context:
     return 1
-  return len(PHASES) - 1 if config.subsample_pyramid else len(PHASES)
-
-
-def _first_phase(config: L3CConfig) -> int:
-  return 1 if config.subsample_pyramid else 0
-
-
+  return len(PHASES) - first_coded_phase(config)
 
 
 def _top_symbols(config: L3CConfig, height_padded: int, width_padded: int,
@@ -308,9 +304,9 @@ class _TileCoder:
         continue
       coarse = symbols[s - 1].astype(jnp.float32)
       full = _network_input(target)
-      for p in range(_first_phase(cfg), len(PHASES)):
+      for p in range(first_coded_phase(cfg), len(PHASES)):
         head = self._phase_head(s, p, f, coarse, full, p)
-        part = np.ascontiguousarray(target[PHASES[p][0]::2, PHASES[p][1]::2])
+        part = np.ascontiguousarray(phase_slice(target[None], p)[0])
         streams.extend(self._encode_pixels(head, part, key))
     return streams
 
@@ -399,7 +395,7 @@ class _TileCoder:
       coarse_np, image = image, np.zeros((2 * h, 2 * w, num_channels), np.uint8)
       if cfg.subsample_pyramid:
         image[0::2, 0::2] = coarse_np  # phase 0 is x^(s) itself
-      for p in range(_first_phase(cfg), len(PHASES)):
+      for p in range(first_coded_phase(cfg), len(PHASES)):
         head = self._phase_head(s, p, f, coarse, _network_input(image), p)
         pixels = self._decode_pixels(streams, head, num_channels, key)
         image[PHASES[p][0]::2, PHASES[p][1]::2] = pixels.reshape(h, w, num_channels)

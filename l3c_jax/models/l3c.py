@@ -25,12 +25,17 @@ def head_channels(config: L3CConfig, s: int) -> int:
   return 3 * config.latent_channels * config.num_mixtures
 
 
+def first_coded_phase(config: L3CConfig) -> int:
+  """Phases below this one are known before a finer image is coded (phase_context): with a
+  subsampled pyramid phase 0 is the coarser image x^(s) itself."""
+  return 1 if config.subsample_pyramid else 0
+
+
 def head_names(config: L3CConfig) -> Tuple[Tuple[str, bool], ...]:
   """(parameter name, predicts RGB) of every probability head, coarse-to-fine order aside."""
-  if config.phase_context:
-    first = 1 if config.subsample_pyramid else 0  # phase 0 has no head then
-    return tuple((f"phase_heads_{4 * s + p}", True)
-                 for s in range(config.num_scales) for p in range(first, len(PHASES)))
+  if config.phase_context:  # known phases have no head
+    return tuple((f"phase_heads_{4 * s + p}", True) for s in range(config.num_scales)
+                 for p in range(first_coded_phase(config), len(PHASES)))
   return tuple((f"prob_heads_{s}", s == 0 or config.rgb_bicubic_baseline)
                for s in range(config.num_scales))
 
@@ -246,7 +251,7 @@ class L3C(nn.Module):
     Returns:
       [B, h, w, 4 * 3 * K] mixture params of the pixels of phase p.
     """
-    if p == 0 and self.config.subsample_pyramid:
+    if p < first_coded_phase(self.config):
       # Phase 0 is x^(s) itself: a point mass on it (offsets 0, log-scales at their floor), so
       # its bits are 0 and the codec skips it. The phase-0 head's weights stay unused.
       k = self.config.num_mixtures
