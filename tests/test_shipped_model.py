@@ -1,0 +1,129 @@
+"""The shipped default model: golden files, a round trip and the information bound on a photo.
+
+Golden `.l3c` files (tests/testdata/goldens/) guard the bitstream: they must decode bit-exactly,
+and encoding their images must give the same bytes. They are regenerated only by an explicit
+switch, `L3C_UPDATE_GOLDENS=1 python -m pytest tests/test_shipped_model.py`, and only when the
+format version or the shipped model changed (anything else that changes the bytes is a bug, or
+needs a format-version bump in the same commit).
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from l3c_jax import model_io
+from l3c_jax.coding import bitstream
+from l3c_jax.coding import codec
+from l3c_jax.data import images
+
+import photo
+
+GOLDEN_DIR = pathlib.Path(__file__).resolve().parent / "testdata" / "goldens"
+MANIFEST = GOLDEN_DIR / "manifest.json"
+UPDATE = os.environ.get("L3C_UPDATE_GOLDENS") == "1"
+
+
+def golden_image(name: str) -> images.ImageData:
+  """The image behind each golden file, made from the test photo (odd sizes, several modes)."""
+  rgb = photo.photo(47, 61)
+  if name == "rgb":
+    return images.from_array(rgb)
+  if name == "gray":
+    return images.from_pil(Image.fromarray(rgb[:41, :57]).convert("L"))
+  if name == "rgba":  # alpha varies: coded as a second (gray) component
+    alpha = (np.arange(33 * 40) % 251).reshape(33, 40).astype(np.uint8)
+    return images.from_array(np.concatenate([rgb[:33, :40], alpha[..., None]], axis=2))
+  if name == "palette":  # 16 colours, index plane + palette in the header
+    return images.from_pil(Image.fromarray(rgb).quantize(16, dither=Image.Dither.NONE))
+  raise KeyError(name)
+
+
+NAMES = ("rgb", "gray", "rgba", "palette")
+
+
+@pytest.fixture(scope="module")
+def model():
+  return model_io.load_default_model()
+
+
+def _manifest() -> dict:
+  return json.loads(MANIFEST.read_text())
+
+
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.skipif(not UPDATE, reason="set L3C_UPDATE_GOLDENS=1 to regenerate the goldens")
+def test_regenerate_goldens(model):
+  """The explicit switch: rewrites the goldens when the format version or the model changed."""
+  old = _manifest() if MANIFEST.exists() else None
+  files = {}
+  for name in NAMES:
+    image = golden_image(name)
+    data, _ = codec.encode(image, model)
+    files[name] = {"file": f"{name}.l3c", "mode": image.mode, "height": image.height,
+                   "width": image.width, "bytes": len(data), "sha256": _sha256(data)}
+    if old is not None and old["files"][name]["sha256"] != files[name]["sha256"]:
+      assert (old["format_version"] != bitstream.FORMAT_VERSION
+              or old["model_fingerprint"] != model.fingerprint), (
+                  f"golden {name} changes although neither the format version "
+                  f"({bitstream.FORMAT_VERSION}) nor the shipped model changed: bump "
+                  "bitstream.FORMAT_VERSION in the same commit, or fix the regression")
+    (GOLDEN_DIR / f"{name}.l3c").write_bytes(data)
+  GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+  MANIFEST.write_text(json.dumps({
+      "format_version": bitstream.FORMAT_VERSION, "model_fingerprint": model.fingerprint,
+      "source_image": photo.SOURCE, "files": files}, indent=2, sort_keys=True) + "\n")
+
+
+def test_golden_manifest_matches_this_version(model):
+  m = _manifest()
+  assert m["format_version"] == bitstream.FORMAT_VERSION, (
+      "bitstream.FORMAT_VERSION changed: regenerate the goldens (L3C_UPDATE_GOLDENS=1)")
+  assert m["model_fingerprint"] == model.fingerprint, (
+      "the shipped model changed: regenerate the goldens (L3C_UPDATE_GOLDENS=1)")
+  assert sorted(m["files"]) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_decodes_bit_exactly(model, name):
+  data = (GOLDEN_DIR / f"{name}.l3c").read_bytes()
+  assert _sha256(data) == _manifest()["files"][name]["sha256"]
+  image, _ = codec.decode(data, model)
+  want = golden_image(name)
+  assert image.mode == want.mode
+  np.testing.assert_array_equal(image.pixels, want.pixels)
+  assert image.palette == want.palette
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encoding_gives_the_golden_bytes(model, name):
+  data, _ = codec.encode(golden_image(name), model)
+  want = (GOLDEN_DIR / f"{name}.l3c").read_bytes()
+  assert len(data) == len(want)
+  assert data == want, f"{name}: the bitstream changed (same length, other bytes)"
+
+
+def test_shipped_model_round_trip_and_information_bound(model):
+  """The whole test photo (150 x 128): exact, and the file costs what the model says."""
+  image = images.from_array(photo.photo(150, 128))
+  data, stats = codec.encode(image, model, estimate=True)
+  theory_bits = sum(stats.theory_bits.values())
+  written_bits = sum(stats.actual_bits.values())
+  # Written bits may be a little below the estimate for a sharp model (the integer tables give
+  # every symbol at least 2^-24, so a far-tail symbol is cheaper than its float estimate); each
+  # substream also ends with at most one 32-bit word of the range coder's state.
+  num_streams = len(bitstream.unpack(data)[1])
+  assert written_bits >= 0.995 * theory_bits
+  assert written_bits <= 1.002 * theory_bits + 32 * num_streams
+  assert stats.file_bits == written_bits + stats.header_bits
+  back, _ = codec.decode(data, model)
+  np.testing.assert_array_equal(back.pixels, image.pixels)
+  # A photo, not noise: the model must code it well below 8 bits per sub-pixel.
+  assert stats.bpsp < 6.0
