@@ -9,7 +9,7 @@ names of ../shared/reference/l3c_pytorch_tiny/README.md: `l3c_jax.convert.conver
 turns its weights into l3c-jax params (the test compares the two losses on the same weights).
 
 This is a benchmark baseline only: the library never imports it. The L3C options that only exist
-in l3c-jax (`rgb_bicubic_baseline`, `pixel_mean_scale` != 1) are not supported.
+in l3c-jax (other model families, `pixel_mean_scale` != 1) are not supported.
 """
 
 import math
@@ -191,7 +191,7 @@ class TorchL3C(nn.Module):
 
   def __init__(self, cfg: L3CConfig):
     super().__init__()
-    if cfg.rgb_bicubic_baseline or cfg.pixel_mean_scale != 1.0:
+    if cfg.family != "l3c" or cfg.pixel_mean_scale != 1.0:
       raise ValueError("the torch reference implements plain L3C only")
     self.cfg = cfg
     c = cfg.num_channels

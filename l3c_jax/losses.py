@@ -1,79 +1,137 @@
-"""Bits per scale and bpsp from an L3C forward pass (paper Eq. (3); l3c_spec.md Sec. 4)."""
+"""Bits of every step of a coding plan, bpsp and the training loss (paper Eq. (3)).
+
+The loss is what the codec pays: the model's -log2 p of each step's symbols, with each HEAD
+step's head seeing the true earlier steps (teacher forcing, `plan.teacher_forced_heads`), in the
+plan's order. The UNIFORM top step costs log2(alphabet size) per symbol: reported, not optimized.
+"""
 
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from l3c_jax import likelihood
-from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3COutput
+from l3c_jax.models import families
+from l3c_jax.models import plan as plan_lib
 
 LN2 = math.log(2.0)
 
 
-def nll_bits_maps(out: L3COutput, x: jax.Array, config: L3CConfig):
-  """Per-element -log2 p for every predicted scale.
+def alphabet_size(config, step: plan_lib.Step) -> int:
+  """Number of symbol values of a step: 256 for pixels, L for latents."""
+  return 256 if step.alphabet == plan_lib.PIXEL else config.num_levels
+
+
+def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -> jax.Array:
+  """-log2 p of every symbol of a HEAD step.
 
   Args:
-    out: forward pass output.
-    x: [B, H, W, 3] float32 pixels 0..255.
+    head: [B, h, w, K_p] head parameters of the step.
+    values: [B, h, w, C] float32 values of its symbols (pixels 0..255, or latent levels).
   Returns:
-    list of S arrays: entry 0 [B, H, W, 3] bits of x; entry s [B, H/2^s, W/2^s, C_q] bits of z^(s)
-    for s = 1..S-1.
+    [B, h, w, C] bits (pixels: C = 3, R, G | R, B | R, G).
   """
-  lat = likelihood.latent_alphabet(config.num_levels, config.levels_min, config.levels_max)
-  maps = [-likelihood.log_prob(out.head_params[0], x, likelihood.RGB_ALPHABET,
-                               config.num_mixtures, True, config.log_scale_min) / LN2]
-  for s in range(1, config.num_scales):
-    if config.rgb_bicubic_baseline:  # every scale is an RGB image with coupled channels
-      lp = likelihood.log_prob(out.head_params[s], out.z[s - 1], likelihood.RGB_ALPHABET,
-                               config.num_mixtures, True, config.log_scale_min)
+  if step.alphabet == plan_lib.PIXEL:
+    lp = likelihood.log_prob(head, values, likelihood.RGB_ALPHABET, config.num_mixtures, True,
+                             config.log_scale_min)
+  else:
+    alphabet = likelihood.latent_alphabet(config.num_levels, config.levels_min,
+                                          config.levels_max)
+    lp = likelihood.log_prob(head, values, alphabet, config.num_mixtures, False,
+                             config.log_scale_min)
+  return -lp / LN2
+
+
+def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None
+              ) -> Tuple[Dict[str, jax.Array], Dict[str, jax.Array]]:
+  """Per-symbol bits of every HEAD step and total bits of every UNIFORM step.
+
+  Args:
+    x: [B, H, W, 3] float32 pixels 0..255, H and W multiples of 2^S.
+    train: straight-through quantization of learned latents.
+    soft_sigma: quantizer sigma overriding the config's (may be traced).
+  Returns:
+    (maps, uniform): maps {HEAD step name: [B, h, w, C] bits}; uniform {UNIFORM step name:
+    scalar bits}.
+  """
+  family = families.get(config)
+  run = families.runner(config, params)
+  targets = family.targets(config, run, x, train=train, soft_sigma=soft_sigma)
+  heads = plan_lib.teacher_forced_heads(family, config, run, targets)
+  maps, uniform = {}, {}
+  for step in family.plan(config):
+    symbols, values = targets[step.name]
+    if step.prior == plan_lib.UNIFORM:
+      uniform[step.name] = jnp.asarray(symbols.size * math.log2(alphabet_size(config, step)),
+                                       jnp.float32)
     else:
-      lp = likelihood.log_prob(out.head_params[s], out.z[s - 1], lat,
-                               config.num_mixtures, False, config.log_scale_min)
-    maps.append(-lp / LN2)
-  return maps
+      maps[step.name] = step_bits(config, step, heads[step.name], values)
+  return maps, uniform
 
 
-def uniform_prior_bits(config: L3CConfig, batch: int, height: int, width: int) -> float:
-  """Bits of z^(S) under its fixed uniform prior: B * C_q * (H/2^S)(W/2^S) * log2 L."""
-  f = config.padding_factor
-  return batch * config.latent_channels * (height // f) * (width // f) * math.log2(config.num_levels)
+def bits_per_group(config, params, x: jax.Array, train: bool = False, soft_sigma=None
+                   ) -> Dict[str, jax.Array]:
+  """Total bits of each group of the plan, finest first: 'x', then 'z1', ... (or 'x1', ...).
 
-
-def bits_per_scale(out: L3COutput, x: jax.Array, config: L3CConfig) -> Dict[str, jax.Array]:
-  """Total bits of each scale: 'x', 'z1', ..., 'z{S-1}' (model), 'z{S}' (uniform prior)."""
-  maps = nll_bits_maps(out, x, config)
-  bits = {"x": jnp.sum(maps[0])}
-  for s in range(1, config.num_scales):
-    bits[f"z{s}"] = jnp.sum(maps[s])
-  b, h, w, _ = x.shape
-  bits[f"z{config.num_scales}"] = jnp.asarray(uniform_prior_bits(config, b, h, w), jnp.float32)
+  The coarsest group (uniform prior) comes last, as in the training metrics.
+  """
+  maps, uniform = plan_bits(config, params, x, train, soft_sigma)
+  steps = families.plan(config)
+  bits = {}
+  for group in reversed(plan_lib.group_names(steps)):
+    total = None
+    for step in steps:
+      if step.group != group:
+        continue
+      b = uniform[step.name] if step.name in uniform else jnp.sum(maps[step.name])
+      total = b if total is None else total + b
+    bits[group] = total
   return bits
 
 
-def bpsp_metrics(out: L3COutput, x: jax.Array, config: L3CConfig,
-                 num_subpixels: Optional[int] = None,
-                 scale_weights: Optional[Sequence[float]] = None):
-  """The training loss and the reported bpsp per scale.
-
-  Every scale is normalized by the number of RGB sub-pixels B*3*H*W of the input (not by its own
-  element count). The loss is the (optionally weighted) sum over the S predicted scales; the
-  uniform z^(S) term is a constant reported in bpsp but excluded from the loss.
+def bit_maps(config, params, x: jax.Array) -> Dict[str, jax.Array]:
+  """Bits per position of every HEAD group on its own grid (channels summed).
 
   Args:
+    x: [B, H, W, 3] float32 pixels.
+  Returns:
+    {group: [B, H / 2^s, W / 2^s] bits} for the groups with a head, finest first.
+  """
+  family = families.get(config)
+  maps, _ = plan_bits(config, params, x)
+  out = {}
+  steps = families.plan(config)
+  for group in reversed(plan_lib.group_names(steps)):
+    step_maps = {s.name: jnp.sum(maps[s.name], axis=-1) for s in steps
+                 if s.group == group and s.name in maps}
+    if step_maps:
+      out[group] = family.group_map(config, group, step_maps)
+  return out
+
+
+def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = None,
+                 scale_weights: Optional[Sequence[float]] = None, train: bool = False,
+                 soft_sigma=None):
+  """The training loss and the reported bpsp per group.
+
+  Every group is normalized by the number of RGB sub-pixels B*3*H*W of the input (not by its own
+  element count). The loss is the (optionally weighted) sum over the groups with a head; the
+  uniform top group is a constant reported in bpsp but excluded from the loss.
+
+  Args:
+    x: [B, H, W, 3] float32 pixels 0..255.
     num_subpixels: denominator; defaults to B*3*H*W (pass the unpadded count for padded images).
-    scale_weights: optional S weights of the predicted scales in the loss (ablations); None = 1.
+    scale_weights: optional weights of the predicted groups in the loss, finest first ('x',
+      then 'z1' / 'x1', ...) (ablations); None = 1.
   Returns:
     (loss, metrics): loss scalar; metrics dict with 'bpsp', 'bpsp_x', 'bpsp_z1', ... .
   """
   b, h, w, _ = x.shape
   n = num_subpixels if num_subpixels is not None else b * 3 * h * w
-  bits = bits_per_scale(out, x, config)
+  bits = bits_per_group(config, params, x, train, soft_sigma)
   metrics = {f"bpsp_{k}": v / n for k, v in bits.items()}
-  predicted = ["x"] + [f"z{s}" for s in range(1, config.num_scales)]
+  predicted = list(bits)[:-1]  # the last (coarsest) group has the uniform prior
   weights = scale_weights if scale_weights is not None else [1.0] * len(predicted)
   loss = sum(wt * metrics[f"bpsp_{k}"] for wt, k in zip(weights, predicted))
   metrics["bpsp"] = sum(metrics[f"bpsp_{k}"] for k in bits)

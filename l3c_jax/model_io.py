@@ -2,7 +2,9 @@
 
 Layout of an exported model directory (written by `save_model`, e.g. by the training loop
 into WORKDIR/model/ at every checkpoint):
-  config.json     {"config": L3CConfig.to_dict(), "metadata": {...}, "format": "l3c-jax-model/1"}
+  config.json     {"config": config.to_dict(), "metadata": {...}, "format": "l3c-jax-model/1"}
+                  (the config names its family; configs of the first model files, which have no
+                  "family" key, still load: `models.families.config_from_dict`)
   params.msgpack  flax.serialization msgpack of the parameter tree (numpy float32 leaves)
 
 `load_model(path)` accepts such a directory or a training workdir that contains `model/`.
@@ -23,8 +25,7 @@ import numpy as np
 from flax import serialization
 
 from l3c_jax.coding.bitstream import FORMAT_VERSION
-from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import head_names, param_shapes
+from l3c_jax.models import families
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
@@ -43,20 +44,21 @@ def _leaves_by_path(params):
   return sorted(items, key=lambda kv: kv[0])
 
 
-def compute_fingerprint(config: L3CConfig, params) -> str:
-  """Hex sha256 over the codec format version, the config JSON and the parameter bytes.
+def compute_fingerprint(config, params) -> str:
+  """Hex sha256 over the codec format version, what the network computes and its parameters.
 
+  "What the network computes" is the family's `network_spec(config)`, not the config's spelling:
+  renaming config fields or moving them between families does not orphan existing files. For
+  the families of format 1 it is the set of fields that differ from the paper's L3C config, in
+  that format's vocabulary (see `models.pyramid.RGBPyramidFamily.network_spec`).
   Parameters enter in sorted path order as (path, dtype, shape, little-endian bytes), so the
   fingerprint does not depend on dict order, on numpy vs jax arrays or on the host byte order.
-  Config fields enter only where they differ from the L3CConfig default, so adding a new field
-  (whose default keeps the old behaviour) does not orphan files coded with existing models.
   """
-  defaults = {f.name: f.default for f in dataclasses.fields(L3CConfig)}
-  config_items = {k: v for k, v in config.to_dict().items() if defaults.get(k) != v}
+  spec = families.get(config).network_spec(config)
   h = hashlib.sha256()
   h.update(b"l3c-jax model fingerprint\0")
   h.update(f"format={FORMAT_VERSION}\0".encode())
-  h.update(json.dumps(config_items, sort_keys=True, separators=(",", ":")).encode())
+  h.update(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode())
   for path, leaf in _leaves_by_path(params):
     leaf = np.ascontiguousarray(leaf)
     h.update(f"\0{path}\0{leaf.dtype.str.lstrip('<>=|')}\0{leaf.shape}\0".encode())
@@ -69,10 +71,10 @@ class Model:
   """A model ready for coding: configuration and parameters (compared by identity).
 
   Attributes:
-    config: the L3CConfig.
+    config: the model family's config (e.g. `L3CConfig`).
     params: parameter pytree (as from `init_params` / training), jax or numpy leaves.
   """
-  config: L3CConfig
+  config: Any
   params: Any
 
   @functools.cached_property
@@ -81,7 +83,7 @@ class Model:
     return compute_fingerprint(self.config, self.params)
 
 
-def random_model(config: L3CConfig, seed: int = 0, broad_heads: bool = True) -> Model:
+def random_model(config, seed: int = 0, broad_heads: bool = True) -> Model:
   """A model with random weights (no compilation), for tests, benchmarks and smoke runs.
 
   Weights are U(+-1/sqrt(fan_in)) like PyTorch's default init. With `broad_heads`, the
@@ -99,17 +101,18 @@ def random_model(config: L3CConfig, seed: int = 0, broad_heads: bool = True) -> 
     bound = 1.0 / np.sqrt(fan_in)
     return gen.uniform(-bound, bound, leaf.shape).astype(np.float32)
 
-  params = jax.tree_util.tree_map(draw, param_shapes(config))
+  params = jax.tree_util.tree_map(draw, families.param_shapes(config))
   if broad_heads:
     k = config.num_mixtures
-    for name, is_rgb in head_names(config):
+    family = families.get(config)
+    for name, is_rgb in family.head_names(config):
       out = params[name]["out"]["conv"]
       out["kernel"] *= 0.05
       if is_rgb:
         # pixels: means ~128 (G, B get + x_R / 2, + (x_R + x_G) / 2 by coupling); with
-        # pixel_mean_residual, offsets ~0 from the upsampled coarser image.
+        # residual means, offsets ~0 from the upsampled coarser image.
         bias = np.zeros((4, 3, k), np.float32)
-        centre = [0.0, 0.0, 0.0] if config.pixel_mean_residual else [128.0, 64.0, 0.0]
+        centre = [0.0, 0.0, 0.0] if family.residual_means(config) else [128.0, 64.0, 0.0]
         bias[1] = np.array(centre)[:, None] + np.linspace(-10, 10, k)
         bias[1] /= config.pixel_mean_scale
         bias[2] = 4.0
@@ -142,7 +145,7 @@ def atomic_write(path: str, data: bytes) -> None:
     raise
 
 
-def save_model(directory: str, config: L3CConfig, params,
+def save_model(directory: str, config, params,
                metadata: Optional[Mapping[str, Any]] = None) -> str:
   """Exports a model to `directory` (created if needed); each file is replaced atomically.
 
@@ -197,7 +200,7 @@ def load_model(path: str) -> Model:
   try:
     with open(os.path.join(directory, CONFIG_FILE), "rb") as f:
       doc = json.loads(f.read())
-    config = L3CConfig.from_dict(doc["config"])
+    config = families.config_from_dict(doc["config"])
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ModelError(f"cannot read {os.path.join(directory, CONFIG_FILE)}: "
                      f"{type(e).__name__}: {e}") from None
@@ -213,9 +216,9 @@ def load_model(path: str) -> Model:
   return Model(config=config, params=jax.tree_util.tree_map(jnp.asarray, params))
 
 
-def _check_params(state, config: L3CConfig, where: str):
+def _check_params(state, config, where: str):
   """Checks the restored tree against the config's parameter shapes; returns numpy params."""
-  expected = param_shapes(config)
+  expected = families.param_shapes(config)
   exp_leaves = dict(_shape_items(expected))
   try:
     got_leaves = dict((k, np.asarray(v)) for k, v in _leaves_by_path(state))

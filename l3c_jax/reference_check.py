@@ -26,7 +26,7 @@ INPUTS_FILE = "inputs.npz"
 EXPECTED_NPZ = "expected.npz"
 EXPECTED_JSON = "expected.json"
 
-# expected.json key of each scale's official bits; our `losses.bits_per_scale` keys.
+# expected.json key of each scale's official bits; our `losses.bits_per_group` keys.
 OFFICIAL_BITS_KEYS = {"x": "bits_x_given_f1", "z1": "bits_z1_given_f2",
                       "z2": "bits_z2_given_f3", "z3": "bits_z3_uniform"}
 
@@ -96,8 +96,7 @@ def _forward_fn(cfg):
 
   @jax.jit
   def forward(p, x):
-    out = model.apply({"params": p}, x)
-    return out, losses.bits_per_scale(out, x, cfg)
+    return model.apply({"params": p}, x), losses.bits_per_group(cfg, p, x)
 
   return forward
 

@@ -21,7 +21,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 from l3c_jax.models import layers  # pylint: disable=g-import-not-at-top
 from l3c_jax.models.config import L3CConfig  # pylint: disable=g-import-not-at-top
-from l3c_jax.models.l3c import param_shapes  # pylint: disable=g-import-not-at-top
+from l3c_jax.models.families import param_shapes  # pylint: disable=g-import-not-at-top
 
 TESTDATA_DIR = pathlib.Path(__file__).resolve().parent / "testdata"
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from l3c_jax import baselines, losses
-from l3c_jax.models import L3C, L3CConfig, init_params, param_shapes
-from l3c_jax.models.l3c import bicubic_half
+from l3c_jax.models import RGBBicubicConfig, init_params, param_shapes
+from l3c_jax.models import families
+from l3c_jax.models.blocks import bicubic_half
 
 
 def _count(cfg):
@@ -17,14 +18,9 @@ def _count(cfg):
 
 
 def test_rgb_baseline_parameter_counts_match_official():
-  rgb = L3CConfig(rgb_bicubic_baseline=True, latent_channels=3, num_levels=256)
+  rgb = RGBBicubicConfig()
   assert _count(rgb) == 2_729_076          # l3c_spec.md 2.6
   assert _count(rgb.replace(num_scales=1)) == 909_700
-
-
-def test_rgb_baseline_config_requires_rgb_latents():
-  with pytest.raises(ValueError, match="latent_channels=3"):
-    L3CConfig(rgb_bicubic_baseline=True)
 
 
 def test_bicubic_half_keeps_constant_images_and_integers():
@@ -36,28 +32,31 @@ def test_bicubic_half_keeps_constant_images_and_integers():
 
 
 def test_rgb_baseline_every_scale_is_an_rgb_image():
-  cfg = L3CConfig(rgb_bicubic_baseline=True, latent_channels=3, num_levels=256,
-                  num_channels=4, num_res_blocks=1, num_mixtures=2)
+  cfg = RGBBicubicConfig(num_channels=4, num_res_blocks=1, num_mixtures=2)
   p = init_params(cfg, jax.random.key(0))
   x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
-  out = L3C(cfg).apply({"params": p}, x)
-  assert [z.shape for z in out.z] == [(1, 8, 8, 3), (1, 4, 4, 3), (1, 2, 2, 3)]
-  assert all(h.shape[-1] == 4 * 3 * 2 for h in out.head_params)
-  bits = losses.bits_per_scale(out, x, cfg)
-  assert float(bits["z3"]) == pytest.approx(2 * 2 * 3 * 8)   # top image stored with 8 bits
+  family = families.get(cfg)
+  run = families.runner(cfg, p)
+  targets = family.targets(cfg, run, x)
+  assert [targets[g][1].shape for g in ("x1", "x2", "x3")] == [(1, 8, 8, 3), (1, 4, 4, 3),
+                                                               (1, 2, 2, 3)]
+  heads = families.module(cfg).apply({"params": p}, x)
+  assert sorted(heads) == ["x", "x1", "x2"]
+  assert all(h.shape[-1] == 4 * 3 * 2 for h in heads.values())
+  bits = losses.bits_per_group(cfg, p, x)
+  assert list(bits) == ["x", "x1", "x2", "x3"]
+  assert float(bits["x3"]) == pytest.approx(2 * 2 * 3 * 8)   # top image stored with 8 bits
 
 
 def test_rgb_shared_recursive_bits_sum_levels():
-  cfg = L3CConfig(rgb_bicubic_baseline=True, latent_channels=3, num_levels=256, num_scales=1,
-                  num_channels=4, num_res_blocks=1, num_mixtures=2)
+  cfg = RGBBicubicConfig(num_scales=1, num_channels=4, num_res_blocks=1, num_mixtures=2)
   p = init_params(cfg, jax.random.key(0))
   x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (1, 32, 16, 3)), jnp.float32)
   bits = baselines.rgb_shared_recursive_bits(p, cfg, x, depth=4)
   assert sorted(bits) == ["x0", "x1", "x2", "x3", "x4"]
   assert float(bits["x4"]) == 2 * 1 * 3 * 8
   # Level 0 equals one plain application of the S=1 model.
-  out = L3C(cfg).apply({"params": p}, x)
-  np.testing.assert_allclose(float(bits["x0"]), float(losses.bits_per_scale(out, x, cfg)["x"]),
+  np.testing.assert_allclose(float(bits["x0"]), float(losses.bits_per_group(cfg, p, x)["x"]),
                              rtol=1e-6)
   with pytest.raises(ValueError):
     baselines.rgb_shared_recursive_bits(p, cfg.replace(num_scales=3), x)

@@ -21,7 +21,8 @@ from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
-from l3c_jax.models.config import L3CConfig
+from l3c_jax.models.config import (L3CConfig, RGBBicubicConfig, RGBBicubicPhasedConfig,
+                                   RGBInterlacedConfig)
 from l3c_jax.train import step as step_lib
 
 from conftest import random_params
@@ -285,17 +286,17 @@ def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
   np.testing.assert_array_equal(back.pixels, image.pixels)
 
 
-PYRAMID_VARIANTS = {"rgb": {}, "rgb_residual": {"pixel_mean_residual": True},
-                    "rgb_phases": {"pixel_mean_residual": True, "phase_context": True},
-                    "rgb_phases_subsampled": {"pixel_mean_residual": True, "phase_context": True,
-                                              "subsample_pyramid": True}}
+PYRAMID_VARIANTS = {"rgb": (RGBBicubicConfig, {}),
+                    "rgb_residual": (RGBBicubicConfig, {"residual_means": True}),
+                    "rgb_phases": (RGBBicubicPhasedConfig, {}),
+                    "rgb_interlaced": (RGBInterlacedConfig, {})}
 
 
 @pytest.fixture(scope="module", params=sorted(PYRAMID_VARIANTS))
 def pyramid_model(request):
-  """A tiny RGB-baseline model (bicubic pyramid; every scale coded as RGB with coupling)."""
-  cfg = L3CConfig(num_channels=8, num_res_blocks=1, num_mixtures=2, rgb_bicubic_baseline=True,
-                  latent_channels=3, num_levels=256, **PYRAMID_VARIANTS[request.param])
+  """A tiny model of each RGB pyramid family (every scale coded as RGB with coupling)."""
+  cls, extra = PYRAMID_VARIANTS[request.param]
+  cfg = cls(num_channels=8, num_res_blocks=1, num_mixtures=2, **extra)
   return model_io.random_model(cfg, broad_heads=True)
 
 
@@ -313,12 +314,12 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
   data, stats = codec.encode(images.from_array(smooth), pyramid_model, estimate=True)
   header, streams = bitstream.unpack(data)
   cfg = pyramid_model.config
-  phases = (3 if cfg.subsample_pyramid else 4) if cfg.phase_context else 1
+  phases = (3 if cfg.interlaced else 4) if cfg.phased else 1
   assert len(streams) == 1 + 3 * 3 * phases              # x^(3), then R, G, B of 3 scales
   assert len(streams[0]) >= 3 * 5 - 8                    # 24x40 padded -> 3x5 top, 8 bit each
-  assert set(stats.actual_bits) == set(stats.theory_bits) == {"z3", "z2", "z1", "x"}
+  assert set(stats.actual_bits) == set(stats.theory_bits) == {"x3", "x2", "x1", "x"}
   assert stats.file_bits == stats.header_bits + sum(stats.actual_bits.values())
-  assert stats.theory_bits["z3"] == 3 * 5 * 3 * 8.0
+  assert stats.theory_bits["x3"] == 3 * 5 * 3 * 8.0
   for key, bits in stats.actual_bits.items():
     # + up to one 32-bit word of range-coder flush per substream (3 * phases per scale)
     assert abs(bits - stats.theory_bits[key]) <= 0.05 * stats.theory_bits[key] + 96 * phases, key
@@ -336,6 +337,6 @@ def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
   _, stats = codec.encode(images.from_array(x), pyramid_model, estimate=True)
   _, metrics = step_lib.loss_fn(pyramid_model.params, jnp.asarray(x[None], jnp.float32),
                                 pyramid_model.config)
-  for key in ("x", "z1", "z2", "z3"):
+  for key in ("x", "x1", "x2", "x3"):
     np.testing.assert_allclose(stats.theory_bits[key] / x.size,
                                float(metrics[f"bpsp_{key}"]), rtol=2e-4, err_msg=key)

@@ -8,7 +8,9 @@ import pytest
 from l3c_jax import losses
 from l3c_jax.likelihood import dmll
 from l3c_jax.models import L3C, L3CConfig, init_params
-from l3c_jax.models.l3c import head_names
+from l3c_jax.models import families
+from l3c_jax.models.pyramid import (RGBBicubicConfig, RGBBicubicPhasedConfig,
+                                    RGBInterlacedConfig, RGBPyramid)
 from l3c_jax.train import step as step_lib
 
 CFG = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
@@ -38,13 +40,8 @@ def test_pixel_head_init_starts_means_at_mid_grey():
   assert abs(np.median(head[..., 2 * ck:3 * ck]) - np.log(16.0)) < 1.0
 
 
-RES = L3CConfig(num_channels=4, num_res_blocks=1, num_mixtures=2, rgb_bicubic_baseline=True,
-                latent_channels=3, num_levels=256, pixel_mean_residual=True)
-
-
-def test_pixel_mean_residual_needs_the_rgb_baseline():
-  with pytest.raises(ValueError, match="pixel_mean_residual"):
-    CFG.replace(pixel_mean_residual=True)
+RES = RGBBicubicConfig(num_channels=4, num_res_blocks=1, num_mixtures=2, residual_means=True)
+SIZES = dict(num_channels=4, num_res_blocks=1, num_mixtures=2)
 
 
 def _zero_head_outputs(params, cfg):
@@ -60,13 +57,14 @@ def _zero_head_outputs(params, cfg):
 def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_coupling():
   p = _zero_head_outputs(init_params(RES, jax.random.key(0)), RES)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
-  out = L3C(RES).apply({"params": p}, x)
+  heads = RGBPyramid(RES).apply({"params": p}, x)
+  pyramid = (x,) + RGBPyramid(RES).apply({"params": p}, x, method="encode")
   k = RES.num_mixtures
   for s in range(RES.num_scales):          # head s+1 predicts x^(s) from x^(s+1)
-    coarse = np.asarray(out.z[s])[0]
+    coarse = np.asarray(pyramid[s + 1])[0]
     up = coarse.repeat(2, 0).repeat(2, 1)
-    target = np.asarray(x[0] if s == 0 else out.z[s - 1][0])
-    mp = dmll.split_params(out.head_params[s], 3, k, coupled=True)
+    target = np.asarray(pyramid[s][0])
+    mp = dmll.split_params(heads["x" if s == 0 else f"x{s}"], 3, k, coupled=True)
     means = np.asarray(dmll.coupled_means(mp, jnp.asarray(target)[None]))[0]  # [h, w, 3, K]
     d = target - up
     expected = np.stack([up[..., 0], up[..., 1] + 0.5 * d[..., 0],
@@ -75,7 +73,7 @@ def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_
 
 
 def test_pixel_head_init_sets_every_rgb_head_of_the_baselines():
-  cfg = RES.replace(pixel_mean_residual=False, pixel_mean_scale=127.5)
+  cfg = RES.replace(residual_means=False, pixel_mean_scale=127.5)
   p = step_lib.init_pixel_head(init_params(cfg, jax.random.key(0)), cfg)
   ck = 3 * cfg.num_mixtures
   for s in range(cfg.num_scales):
@@ -87,32 +85,36 @@ def test_pixel_head_init_sets_every_rgb_head_of_the_baselines():
                                 0.0)
 
 
-def test_subsample_pyramid_makes_phase_zero_free_and_needs_phases():
-  with pytest.raises(ValueError, match="subsample_pyramid"):
-    RES.replace(subsample_pyramid=True)
-  cfg = RES.replace(phase_context=True, subsample_pyramid=True)
+def test_interlaced_pyramid_codes_phases_one_to_three_only():
+  cfg = RGBInterlacedConfig(**SIZES)
   p = init_params(cfg, jax.random.key(0))
   x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
-  out = L3C(cfg).apply({"params": p}, x)
-  np.testing.assert_array_equal(np.asarray(out.z[0]), np.asarray(x[:, ::2, ::2]))
-  np.testing.assert_array_equal(np.asarray(out.z[2]), np.asarray(x[:, ::8, ::8]))
-  maps = losses.nll_bits_maps(out, x, cfg)
-  for s in range(cfg.num_scales):
-    bits = np.asarray(maps[s])
-    assert np.abs(bits[:, ::2, ::2]).max() < 1e-3                       # phase 0: known
-    assert bits[:, 1::2, 1::2].mean() > 1.0                             # phases 1-3: coded
-  assert all(not name.endswith(("_0", "_4", "_8")) for name, _ in head_names(cfg))
+  pyramid = RGBPyramid(cfg).apply({"params": p}, x, method="encode")
+  np.testing.assert_array_equal(np.asarray(pyramid[0]), np.asarray(x[:, ::2, ::2]))
+  np.testing.assert_array_equal(np.asarray(pyramid[2]), np.asarray(x[:, ::8, ::8]))
+  steps = families.plan(cfg)
+  assert [s.name for s in steps] == ["x3", "x2.p1", "x2.p2", "x2.p3", "x1.p1", "x1.p2",
+                                     "x1.p3", "x.p1", "x.p2", "x.p3"]
+  maps = losses.bit_maps(cfg, p, x)
+  for group, shape in (("x", (16, 16)), ("x1", (8, 8)), ("x2", (4, 4))):
+    bits = np.asarray(maps[group])[0]
+    assert bits.shape == shape
+    assert np.all(bits[::2, ::2] == 0)                                  # phase 0: known, free
+    assert bits[1::2, 1::2].mean() > 1.0                                # phases 1-3: coded
+  names = [name for name, _ in families.get(cfg).head_names(cfg)]
+  assert not any(name.endswith(("_0", "_4", "_8")) for name in names)
+  assert set(names) == {k for k in p if k.startswith("phase_heads_")}
 
 
 def test_merge_params_takes_matching_leaves_only():
-  big = RES.replace(phase_context=True)
-  src = init_params(big, jax.random.key(1))
-  dst = init_params(RES.replace(phase_context=True, subsample_pyramid=True), jax.random.key(2))
+  src = init_params(RGBBicubicPhasedConfig(**SIZES), jax.random.key(1))
+  dst = init_params(RGBInterlacedConfig(**SIZES), jax.random.key(2))
   merged, taken = step_lib.merge_params(dst, src)
   assert taken == len(jax.tree_util.tree_leaves(dst))                  # a subset of src's heads
   np.testing.assert_array_equal(np.asarray(merged["decoders_0"]["head"]["conv"]["kernel"]),
                                 np.asarray(src["decoders_0"]["head"]["conv"]["kernel"]))
-  other = init_params(RES.replace(num_channels=6), jax.random.key(3))  # other shapes: nothing
+  other = init_params(RGBBicubicPhasedConfig(**{**SIZES, "num_channels": 6}),
+                      jax.random.key(3))                                  # other shapes: nothing
   kept, taken = step_lib.merge_params(other, src)
   assert taken < len(jax.tree_util.tree_leaves(other))
   np.testing.assert_array_equal(np.asarray(kept["decoders_0"]["head"]["conv"]["kernel"]),

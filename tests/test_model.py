@@ -10,9 +10,11 @@ import pytest
 
 from l3c_jax import losses
 from l3c_jax.models import config as config_lib
+from l3c_jax.models import families
 from l3c_jax.models import layers
 from l3c_jax.models import quantizer
-from l3c_jax.models.l3c import L3C, count_params, head_channels, init_params, param_shapes
+from l3c_jax.models.families import count_params, init_params, param_shapes
+from l3c_jax.models.l3c import L3C, head_channels
 
 H, W = 16, 24
 
@@ -159,13 +161,34 @@ def test_encode_matches_forward_symbols(tiny_setup, tiny_forward):
     np.testing.assert_array_equal(symbols[s], tiny_forward.symbols[s])
 
 
+def test_plan_loss_equals_the_official_forward_pass_bit_for_bit(tiny_setup):
+  """The loss iterates the coding plan (z^(S) uniform, then z^(S-1), ..., z^(1), x, each head on
+  the decoders above it); it must be the very computation of L3C's one-pass forward, so that
+  training curves do not depend on how the loop is written."""
+  cfg, params, x = tiny_setup
+
+  @jax.jit
+  def both(p):
+    out = L3C(cfg).apply({"params": p}, x, train=True)
+    steps = families.plan(cfg)
+    forward = {"x": jnp.sum(losses.step_bits(cfg, steps[-1], out.head_params[0], x))}
+    for s in range(1, cfg.num_scales):
+      forward[f"z{s}"] = jnp.sum(losses.step_bits(cfg, steps[-1 - s], out.head_params[s],
+                                                   out.z[s - 1]))
+    return forward, losses.bits_per_group(cfg, p, x, train=True)
+
+  forward, planned = jax.device_get(both(params))
+  assert [s.name for s in families.plan(cfg)] == ["z3", "z2", "z1", "x"]
+  assert list(planned) == ["x", "z1", "z2", "z3"]
+  for k, v in forward.items():
+    assert v == planned[k], k
+
+
 def test_tiny_model_loss_and_gradients_are_finite(tiny_setup):
   cfg, params, x = tiny_setup
-  model = L3C(cfg)
 
   def loss_fn(p):
-    out = model.apply({"params": p}, x, train=True)
-    return losses.bpsp_metrics(out, x, cfg)
+    return losses.bpsp_metrics(cfg, p, x, train=True)
 
   (loss, metrics), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
   assert np.isfinite(loss) and float(loss) > 0

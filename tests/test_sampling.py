@@ -16,7 +16,7 @@ import pytest
 from l3c_jax import likelihood, model_io, sampling
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
-from l3c_jax.models.config import L3CConfig
+from l3c_jax.models.config import L3CConfig, RGBBicubicPhasedConfig, RGBInterlacedConfig
 from conftest import random_params
 
 RGB = likelihood.RGB_ALPHABET
@@ -223,10 +223,11 @@ def test_sample_given_scale_keeps_real_latents_and_samples_the_rest(small_setup)
   assert res.x.shape == x.shape
   assert float(res.x.min()) >= 0 and float(res.x.max()) <= 255
   np.testing.assert_array_equal(res.x, jnp.round(res.x))
-  np.testing.assert_array_equal(res.z[1], z_real[1])                    # given: real
-  assert res.z[0].shape == z_real[0].shape
-  assert np.isin(np.asarray(res.z[0]), LEVELS).all()                   # sampled, on levels
-  assert not np.array_equal(res.z[0], z_real[0])
+  assert sorted(res.groups) == ["x", "z1", "z2"]
+  np.testing.assert_array_equal(res.groups["z2"], z_real[1])            # given: real
+  assert res.groups["z1"].shape == z_real[0].shape
+  assert np.isin(np.asarray(res.groups["z1"]), LEVELS).all()           # sampled, on levels
+  assert not np.array_equal(res.groups["z1"], z_real[0])
   res2 = sampling.sample_given_scale(cfg, params, x, 2, jax.random.key(1))
   assert not np.array_equal(res.x, res2.x)                              # the key matters
 
@@ -235,9 +236,9 @@ def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
   cfg, params, x = small_setup
   res = sampling.sample_given_scale(cfg, params, x, cfg.num_scales + 1, jax.random.key(0),
                                     snap_latents=False)
-  top = np.asarray(res.z[1])
+  top = np.asarray(res.groups["z2"])
   assert np.isin(top, LEVELS).all() and len(np.unique(top)) > 5   # uniform prior over levels
-  z1 = np.asarray(res.z[0])
+  z1 = np.asarray(res.groups["z1"])
   assert z1.min() >= -1 and z1.max() <= 1 and not np.isin(z1, LEVELS).all()  # not snapped
   assert float(res.x.min()) >= 0 and float(res.x.max()) <= 255
   np.testing.assert_array_equal(res.x, jnp.round(res.x))
@@ -247,31 +248,31 @@ def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
 
 @pytest.mark.parametrize("subsample", [False, True])
 def test_sample_given_scale_pyramid_phases(subsample):
-  cfg = L3CConfig(num_channels=4, num_res_blocks=1, num_mixtures=2, num_scales=2,
-                  rgb_bicubic_baseline=True, latent_channels=3, num_levels=256,
-                  pixel_mean_residual=True, phase_context=True, subsample_pyramid=subsample)
+  cls = RGBInterlacedConfig if subsample else RGBBicubicPhasedConfig
+  cfg = cls(num_channels=4, num_res_blocks=1, num_mixtures=2, num_scales=2)
   params = random_params(cfg)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
-  from l3c_jax.models.l3c import L3C
-  _, z_real = L3C(cfg).apply({"params": params}, x, method=L3C.encode)
+  from l3c_jax.models import pyramid
+  z_real = pyramid.RGBPyramid(cfg).apply({"params": params}, x, method="encode")
   res = sampling.sample_given_scale(cfg, params, x, 2, jax.random.key(0))
-  np.testing.assert_array_equal(res.z[1], z_real[1])                    # x^(2) given
-  for img in (res.x, res.z[0]):                                         # sampled images
+  assert sorted(res.groups) == ["x", "x1", "x2"]
+  np.testing.assert_array_equal(res.groups["x2"], z_real[1])            # x^(2) given
+  for img in (res.x, res.groups["x1"]):                                 # sampled images
     assert float(img.min()) >= 0 and float(img.max()) <= 255
     np.testing.assert_array_equal(img, jnp.round(img))
-  assert not np.array_equal(res.z[0], z_real[0])
+  assert not np.array_equal(res.groups["x1"], z_real[0])
   if subsample:  # phase 0 of each sampled image is the coarser image
-    np.testing.assert_array_equal(res.z[0][:, ::2, ::2], res.z[1])
-    np.testing.assert_array_equal(res.x[:, ::2, ::2], res.z[0])
-  top = sampling.sample_given_scale(cfg, params, x, 3, jax.random.key(0)).z[1]
+    np.testing.assert_array_equal(res.groups["x1"][:, ::2, ::2], res.groups["x2"])
+    np.testing.assert_array_equal(res.x[:, ::2, ::2], res.groups["x1"])
+  top = sampling.sample_given_scale(cfg, params, x, 3, jax.random.key(0)).groups["x2"]
   assert len(np.unique(np.asarray(top))) > 5 and float(top.max()) <= 255
 
 
 def test_bpsp_kept_sums_the_stored_scales(small_setup):
   cfg, params, x = small_setup
   kept = sampling.bpsp_kept(cfg, params, x)
-  # losses.bits_per_scale of the forward pass (tested in its own module), compiled once above.
-  bits = sampling._bits_per_scale(cfg, params, x)  # pylint: disable=protected-access
+  # losses.bits_per_group (tested in its own module), compiled once above.
+  bits = sampling._bits_per_group(cfg, params, x)  # pylint: disable=protected-access
   n = 3 * 16 * 16
   np.testing.assert_allclose(kept[2], cfg.latent_channels * np.log2(25) / (3 * 16), rtol=1e-6)
   np.testing.assert_allclose(kept[1], (float(bits["z1"]) + float(bits["z2"])) / n, rtol=1e-5)

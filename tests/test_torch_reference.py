@@ -15,7 +15,7 @@ import pytest
 
 from l3c_jax import convert
 from l3c_jax.models.config import L3CConfig, PAPER, REFERENCE_TINY
-from l3c_jax.models.l3c import param_shapes
+from l3c_jax.models.families import param_shapes
 from l3c_jax.train import step as step_lib
 
 torch = pytest.importorskip("torch")

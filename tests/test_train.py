@@ -31,7 +31,7 @@ def _batch(seed=0, b=2, size=16):
 
 
 def test_train_step_loss_drops_on_repeated_batch():
-  tx = step_lib.make_optimizer(TrainConfig(learning_rate=3e-3), 100)
+  tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
   state = step_lib.create_train_state(TINY, tx, jax.random.key(0))
   f = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx))
   x = _batch()
@@ -120,6 +120,29 @@ def test_training_refuses_other_model_in_same_workdir(tmp_path):
   other = ExperimentConfig(model=TINY.replace(num_channels=4))
   with pytest.raises(loop.TrainError, match="num_channels"):
     loop.train_and_evaluate(other, str(work), str(tmp_path), None)
+
+
+def test_runs_of_the_first_config_format_resume_under_their_family(tmp_path, monkeypatch):
+  """The committed default run's config.json predates model families (flat pyramid flags);
+  its flagfile now names the family, and the two must count as the same model."""
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+  run = os.path.join(ROOT, "experiments", "runs", "default_subsample_cpu", "config.json")
+  work = tmp_path / "w"
+  work.mkdir()
+  old = json.loads(open(run).read())
+  assert "family" not in old["model"]
+  (work / "config.json").write_text(json.dumps(old))
+  monkeypatch.chdir(ROOT)  # nested --flagfile lines are relative to the repo root
+  fv = flags.FlagValues()
+  config_lib.define_flags(fv)
+  fv(["prog", "--flagfile=experiments/flags/default_subsample_cpu.flags"])
+  new = config_lib.from_flags(fv)
+  loop._check_workdir_config(str(work), new)  # pylint: disable=protected-access
+  assert json.loads((work / "config.json").read_text())["model"]["family"] == "rgb_interlaced"
+  with pytest.raises(loop.TrainError, match="family"):
+    loop._check_workdir_config(  # pylint: disable=protected-access
+        str(work), ExperimentConfig(model=TINY, train=new.train))
 
 
 _LAUNCHERS = {}

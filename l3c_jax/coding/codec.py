@@ -1,19 +1,16 @@
 """The L3C lossless image codec: ImageData <-> `.l3c` bytes (l3c_spec.md Sec. 6).
 
-Coding order, per coded plane group and tile (the decoder's order, l3c_spec.md Sec. 6.1):
-  z^(S) with the uniform prior over its L levels; then for s = S..2 the head of D^(s) gives the
-  tables of z^(s-1); then D^(1)'s head gives the pixels: R, then G | R, then B | R, G.
-Each of these is one range-coded substream (latents: (position, channel) raster order; pixels:
-raster order). The RGB baselines (config.rgb_bicubic_baseline) code their bicubic pyramid the same
-way: x^(S) with the uniform prior over 256 levels, then for s = S..1 the head of D^(s) gives the
-tables of x^(s-1), R, then G | R, then B | R, G (gray planes: the one channel only). With
-config.phase_context each x^(s-1) is coded in four phases (models.l3c.PHASES), each phase's
-tables coming from its head on D^(s)'s features and the already decoded earlier phases (with
-config.subsample_pyramid phase 0 is x^(s) itself and is not coded).
-The encoder takes the symbols from `L3C.encode` (hard quantization) and then runs exactly the
-decoder's computation: the same jitted `decode_scale` on the same hard symbols, and the same
-jitted, chunked table functions (`coding.tables`) on the same inputs, so both sides build
-bit-identical integer tables. The training forward pass is never used.
+Coding order, per coded plane group and tile: the steps of the model family's coding plan
+(`models.plan`; e.g. L3C: z^(S) with the uniform prior over its L levels, then z^(S-1), ..., z^(1)
+from the heads of D^(S), ..., D^(2), then the pixels from D^(1)'s head; the shipped interlaced
+pyramid: x^(3) uniformly over 256 values, then phases 1-3 of x^(2), x^(1) and x). Each step is
+one range-coded substream (latents and the uniform top: (position, channel) raster order), or
+one per coded channel for pixels: R, then G | R, then B | R, G (gray planes: the one channel).
+The encoder takes every step's symbols from the image (`Family.targets`: hard quantization) and
+then runs exactly the decoder's loop (`_TileCoder._code`): the same jitted network functions on
+the same symbols' values, and the same jitted, chunked table functions (`coding.tables`) on the
+same inputs, so both sides build bit-identical integer tables. The training loss iterates the
+same plan (`losses`), so what training optimizes is what the file costs.
 
 Images and modes (see `data.images`): every image is split into plane groups ("components"):
   RGB   one RGB component.
@@ -42,15 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l3c_jax import likelihood
+from l3c_jax import losses
 from l3c_jax.coding import bitstream
 from l3c_jax.coding import entropy
 from l3c_jax.coding import tables
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
-from l3c_jax.models import quantizer
-from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C, PHASES, first_coded_phase, phase_slice
+from l3c_jax.models import families
+from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
 _LN2 = math.log(2.0)
@@ -119,75 +115,33 @@ class _Clock:
 
 
 # ---------------------------------------------------------------------------------------------
-# Jitted network pieces (shared by encoder and decoder; cached per config and shape).
+# One tile of one component: the family's coding plan, step by step.
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _encode_net(config: L3CConfig, params, x):
-  """[1, H, W, 3] float32 -> S symbol arrays [1, H/2^s, W/2^s, C_q] int32 (hard)."""
-  symbols, _ = L3C(config).apply({"params": params}, x, False, method=L3C.encode)
-  return tuple(s.astype(jnp.int32) for s in symbols)
+def tile_grid(height: int, width: int, tile_size: int) -> List[Tuple[int, int, int, int]]:
+  """Row-major tiles (y0, x0, tile_h, tile_w) of at most tile_size x tile_size covering H x W."""
+  return [(y, x, min(tile_size, height - y), min(tile_size, width - x))
+          for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
-def _decode_net(config: L3CConfig, params, s: int, symbols, f_above):
-  """D^(s) + head s on the hard values of z^(s) -> (f^(s), head params)."""
-  levels = jnp.asarray(quantizer.quantization_levels(
-      config.num_levels, config.levels_min, config.levels_max))
-  if config.rgb_bicubic_baseline:
-    z = symbols.astype(jnp.float32)  # the "symbols" of the RGB pyramid are pixel values
-  else:
-    z = quantizer.from_symbols(symbols, levels)
-  return L3C(config).apply({"params": params}, s, z, f_above, method=L3C.decode_scale)
+def _coded_channels(config, step: plan_lib.Step, num_channels: int) -> int:
+  """Channels of a step's symbols that are coded: all C_q of a latent, the image's channels
+  (1 for gray, 3 for RGB) of a pixel array."""
+  return config.latent_channels if step.alphabet == plan_lib.LATENT else num_channels
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3))
-def _phase_net(config: L3CConfig, params, s: int, p: int, f, x_coarse, known):
-  """Head of phase p of x^(s-1) (config.phase_context) -> [1, h, w, K_p]."""
-  return L3C(config).apply({"params": params}, s, p, f, x_coarse, known, method=L3C.phase_head)
+def _streams_per_tile(config, num_channels: int) -> int:
+  """Substreams of one tile of a component: one per UNIFORM or LATENT step, one per coded
+  channel of a PIXEL step."""
+  return sum(1 if step.prior == plan_lib.UNIFORM or step.alphabet == plan_lib.LATENT
+             else num_channels for step in families.plan(config))
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _latent_theory_bits(config: L3CConfig, head, symbols):
-  levels = jnp.asarray(quantizer.quantization_levels(
-      config.num_levels, config.levels_min, config.levels_max))
-  alphabet = likelihood.latent_alphabet(config.num_levels, config.levels_min, config.levels_max)
-  lp = likelihood.log_prob(head, quantizer.from_symbols(symbols, levels), alphabet,
-                           config.num_mixtures, False, config.log_scale_min)
-  return -jnp.sum(lp) / _LN2
-
-
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def _pixel_theory_bits(config: L3CConfig, head, x, num_channels: int):
-  lp = likelihood.log_prob(head, x, likelihood.RGB_ALPHABET, config.num_mixtures, True,
-                           config.log_scale_min)
-  return -jnp.sum(lp[..., :num_channels]) / _LN2
-
-
-# ---------------------------------------------------------------------------------------------
-# One tile of one component.
-
-
-def _streams_per_tile(config: L3CConfig, num_channels: int) -> int:
-  """Substreams of one tile of a component with num_channels coded channels."""
-  if config.rgb_bicubic_baseline:
-    # top image, then C per finer scale (per coded phase of it with phase_context)
-    return 1 + config.num_scales * num_channels * _coded_phases(config)
-  return config.num_scales + num_channels        # z^(S..1), then C pixel channels
-
-
-def _coded_phases(config: L3CConfig) -> int:
-  """Phases coded per finer image: 1 without phase_context, else those not already known."""
-  if not config.phase_context:
-    return 1
-  return len(PHASES) - first_coded_phase(config)
-
-
-def _top_symbols(config: L3CConfig, height_padded: int, width_padded: int,
-                 num_channels: int) -> int:
-  """Symbols of the uniformly coded top scale of one padded tile."""
-  per_pos = num_channels if config.rgb_bicubic_baseline else config.latent_channels
-  return height_padded * width_padded // config.padding_factor ** 2 * per_pos
+def _top_symbols(config, height_padded: int, width_padded: int, num_channels: int) -> int:
+  """Symbols of the uniformly coded first step of one padded tile."""
+  top = families.plan(config)[0]
+  return (height_padded * width_padded // config.padding_factor ** 2
+          * _coded_channels(config, top, num_channels))
 
 
 def _network_input(plane: np.ndarray) -> jax.Array:
@@ -204,74 +158,148 @@ def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.
   return jnp.asarray(x_prev)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 4))
+def _estimate_bits(config, step: plan_lib.Step, head, values, num_channels: int):
+  """The model's -log2 p of a step's coded channels (what the coder should write)."""
+  return jnp.sum(losses.step_bits(config, step, head, values)[..., :num_channels])
+
+
+class _Encoding:
+  """The encoder's side of a tile: the symbols are known, substreams are written."""
+
+  def __init__(self, coder: "_TileCoder", targets):
+    self.coder = coder
+    self.targets = targets
+    self.streams: List[bytes] = []
+
+  def symbols(self, step: plan_lib.Step, table_iters, shape) -> jax.Array:
+    """Writes the step's symbols with the tables; returns them [1, h, w, C'] int32."""
+    symbols = self.targets[step.name][0]
+    flat = np.asarray(symbols)[0, ..., :shape[-1]].reshape(-1, shape[-1])
+    for table_iter, channel in table_iters(flat):
+      column = flat.reshape(-1) if channel is None else flat[:, channel]
+      per_row = flat.shape[1] if channel is None else 1
+      self.streams.append(self.coder.write(step.group, column, table_iter, per_row))
+    return symbols
+
+
+class _Decoding:
+  """The decoder's side of a tile: substreams are read, the symbols come out."""
+
+  def __init__(self, coder: "_TileCoder", streams: Iterator[bytes]):
+    self.coder = coder
+    self.streams = streams
+
+  def symbols(self, step: plan_lib.Step, table_iters, shape) -> jax.Array:
+    """Reads the step's symbols with the tables -> [1, h, w, C'] int32 (gray pixels as RGB)."""
+    n, c = math.prod(shape[:-1]), shape[-1]
+    flat = np.zeros((n, c), np.int32)
+    for table_iter, channel in table_iters(flat):
+      if channel is None:
+        flat[:] = self.coder.read(step.group, next(self.streams), table_iter, n * c,
+                                  c).reshape(n, c)
+      else:
+        flat[:, channel] = self.coder.read(step.group, next(self.streams), table_iter, n, 1)
+    symbols = flat.reshape((1,) + tuple(shape))
+    if c == 1 and step.alphabet == plan_lib.PIXEL:
+      symbols = np.repeat(symbols, 3, axis=-1)  # gray: the network sees it as RGB
+    return jnp.asarray(symbols)
+
+
 class _TileCoder:
-  """Codes the tiles of a model; encoder and decoder share the per-scale loop."""
+  """Codes tiles with a model: encoder and decoder run the same loop over the coding plan.
+
+  Per step: the family's head (network) on what is already coded, integer tables from it
+  (`coding.tables`), then the range coder writes (encoder) or reads (decoder) the step's symbols;
+  their values enter the context of the next steps. Both sides call the same jitted functions on
+  the same inputs, so they build bit-identical tables.
+  """
 
   def __init__(self, model, stats: CodingStats, estimate: bool = False):
-    self.config: L3CConfig = model.config
+    self.config = model.config
+    self.family = families.get(self.config)
+    self.plan = self.family.plan(self.config)
     # On the device once, not at every jitted call (a no-op for jax arrays).
     self.params = jax.tree_util.tree_map(jnp.asarray, model.params)
+    self.run = families.runner(self.config, self.params, jit=True)
     self.stats = stats
     self.clock = _Clock(stats.times_s)
     self.estimate = estimate
 
-  def _decode_scale(self, s, symbols, f_above):
-    with self.clock("network"):
-      f, head = _decode_net(self.config, self.params, s, symbols, f_above)
-      jax.block_until_ready(head)
-    return f, head
-
-  def _uniform_table(self, n: int) -> np.ndarray:
-    with self.clock("tables"):
-      return tables.uniform_table(n, self.config.num_levels)
-
-  def _latent_rows(self, head):
-    n = head.shape[1] * head.shape[2]
-    with self.clock("tables"):
-      return tables.to_rows(head, tables.latent_chunk_positions(n, self.config)), n
-
-  def _pixel_rows(self, head):
-    n = head.shape[1] * head.shape[2]
-    with self.clock("tables"):
-      return tables.to_rows(head, tables.chunk_rows_for(n)), n
-
-  # -- encoder ---------------------------------------------------------------------------------
-
   def encode(self, plane: np.ndarray) -> List[bytes]:
-    """uint8 [h, w, C] (C = 1 or 3) -> S + C substreams."""
-    cfg = self.config
-    num_scales, c_q = cfg.num_scales, cfg.latent_channels
-    padded, _ = images.pad_to_multiple(plane, cfg.padding_factor)
-    if cfg.rgb_bicubic_baseline:
-      return self._encode_pyramid(padded)
+    """uint8 [h, w, C] (C = 1 or 3) -> the tile's substreams."""
+    padded, _ = images.pad_to_multiple(plane, self.config.padding_factor)
     with self.clock("network"):
-      symbols = _encode_net(cfg, self.params, _network_input(padded))
-      symbols_np = [np.asarray(s) for s in symbols]
-    streams = []
-    top = symbols_np[num_scales - 1].reshape(-1)
-    streams.append(self._encode_symbols(f"z{num_scales}", top, [(0, self._uniform_table(
-        top.size))]))
-    if self.estimate:
-      _accumulate(self.stats.theory_bits, f"z{num_scales}",
-                      top.size * math.log2(cfg.num_levels))
-    f = None
-    for s in range(num_scales, 0, -1):
-      f, head = self._decode_scale(s, symbols[s - 1], f)
-      if s > 1:
-        target = symbols_np[s - 2].reshape(-1)
-        rows, n = self._latent_rows(head)
-        streams.append(self._encode_symbols(
-            f"z{s - 1}", target, tables.latent_tables(rows, n, cfg), c_q))
-        if self.estimate:
-          with self.clock("estimate"):
-            bits = float(_latent_theory_bits(cfg, head, symbols[s - 2]))
-          _accumulate(self.stats.theory_bits, f"z{s - 1}", bits)
-      else:
-        streams.extend(self._encode_pixels(head, padded))
-    return streams
+      targets = self.family.targets(self.config, self.run, _network_input(padded))
+      jax.block_until_ready(targets)
+    side = _Encoding(self, targets)
+    self._code(side, padded.shape[0], padded.shape[1], plane.shape[2])
+    return side.streams
 
-  def _encode_symbols(self, key: str, symbols: np.ndarray, table_iter, per_row: int = 1
-                      ) -> bytes:
+  def decode(self, streams: Iterator[bytes], height: int, width: int, num_channels: int
+             ) -> np.ndarray:
+    """Substreams of one tile -> uint8 [height, width, num_channels]."""
+    f = self.config.padding_factor
+    hp, wp = images.padded_size(height, f), images.padded_size(width, f)
+    x = self._code(_Decoding(self, streams), hp, wp, num_channels)
+    return np.asarray(x[0, :height, :width, :num_channels]).astype(np.uint8)
+
+  def _code(self, side, hp: int, wp: int, num_channels: int) -> jax.Array:
+    """The plan, step by step, on either side -> the image x [1, hp, wp, 3] float32."""
+    cfg = self.config
+    ctx = {}
+    for step in self.plan:
+      c = _coded_channels(cfg, step, num_channels)
+      if step.prior == plan_lib.UNIFORM:
+        head = None
+        shape = (hp >> step.scale, wp >> step.scale, c)
+        n = math.prod(shape)
+        table = self._uniform_table(n, losses.alphabet_size(cfg, step))
+        table_iters = lambda flat, table=table: [([(0, table)], None)]
+      else:
+        with self.clock("network"):
+          head = self.family.predict(cfg, self.run, step, ctx)
+          jax.block_until_ready(head)
+        shape = head.shape[1:3] + (c,)
+        table_iters = functools.partial(self._tables, step, head)
+      symbols = side.symbols(step, table_iters, shape)
+      values = self.family.values(cfg, step, symbols)
+      if self.estimate:
+        self._estimate(step, head, symbols, values, c)
+      plan_lib.known(ctx, step, values)
+    return self.family.image(cfg, ctx)
+
+  def _tables(self, step: plan_lib.Step, head, flat: np.ndarray):
+    """(table iterator, channel) pairs of a HEAD step, one per substream: a latent's C_q
+    channels in one substream (channel None), or one per pixel channel c, whose tables are
+    conditioned on channels < c of `flat` (the decoder fills them in as it goes)."""
+    n = head.shape[1] * head.shape[2]
+    with self.clock("tables"):
+      if step.alphabet == plan_lib.LATENT:
+        rows = tables.to_rows(head, tables.latent_chunk_positions(n, self.config))
+        return [(tables.latent_tables(rows, n, self.config), None)]
+      rows = tables.to_rows(head, tables.chunk_rows_for(n))
+
+    def channel_tables(c):
+      x_prev = _x_prev_rows(flat, c, rows.shape[0])
+      return tables.pixel_tables(rows, x_prev, n, c, self.config)
+
+    return ((_Lazy(channel_tables, c), c) for c in range(flat.shape[1]))
+
+  def _uniform_table(self, n: int, num_levels: int) -> np.ndarray:
+    with self.clock("tables"):
+      return tables.uniform_table(n, num_levels)
+
+  def _estimate(self, step, head, symbols, values, num_channels: int):
+    if step.prior == plan_lib.UNIFORM:
+      bits = math.prod(symbols.shape[:-1]) * num_channels * math.log2(
+          losses.alphabet_size(self.config, step))
+    else:
+      with self.clock("estimate"):
+        bits = float(_estimate_bits(self.config, step, head, values, num_channels))
+    _accumulate(self.stats.theory_bits, step.group, bits)
+
+  def write(self, key: str, symbols: np.ndarray, table_iter, per_row: int) -> bytes:
     enc = entropy.StreamEncoder()
     for start, table in self.clock.iterate(iter(table_iter), "tables"):
       with self.clock("coder"):
@@ -281,91 +309,7 @@ class _TileCoder:
     _accumulate(self.stats.actual_bits, key, 8 * len(data))
     return data
 
-  def _encode_pyramid(self, padded: np.ndarray) -> List[bytes]:
-    """RGB baselines: x^(S) uniformly, then each finer image given the coarser one."""
-    cfg = self.config
-    num_channels = padded.shape[2]
-    with self.clock("network"):
-      symbols = _encode_net(cfg, self.params, _network_input(padded))
-      # Gray planes are replicated to RGB, so their pyramids are too: code channel 0 only.
-      pyramid = [np.asarray(s)[0, ..., :num_channels].astype(np.uint8) for s in symbols]
-    top = pyramid[-1].reshape(-1)
-    key = f"z{cfg.num_scales}"
-    streams = [self._encode_symbols(key, top, [(0, self._uniform_table(top.size))])]
-    if self.estimate:
-      _accumulate(self.stats.theory_bits, key, top.size * math.log2(cfg.num_levels))
-    f = None
-    for s in range(cfg.num_scales, 0, -1):
-      f, head = self._decode_scale(s, symbols[s - 1], f)
-      target = pyramid[s - 2] if s > 1 else padded
-      key = f"z{s - 1}" if s > 1 else "x"
-      if not cfg.phase_context:
-        streams.extend(self._encode_pixels(head, target, key))
-        continue
-      coarse = symbols[s - 1].astype(jnp.float32)
-      full = _network_input(target)
-      for p in range(first_coded_phase(cfg), len(PHASES)):
-        head = self._phase_head(s, p, f, coarse, full, p)
-        part = np.ascontiguousarray(phase_slice(target[None], p)[0])
-        streams.extend(self._encode_pixels(head, part, key))
-    return streams
-
-  def _phase_head(self, s: int, p: int, f, coarse, full, num_known: int):
-    """Head of phase p; full [1, 2h, 2w, 3] holds (at least) the pixels of phases < p."""
-    with self.clock("network"):
-      known = None
-      if num_known:
-        known = jnp.concatenate([phase_slice(full, q) for q in range(num_known)], axis=-1)
-      head = _phase_net(self.config, self.params, s, p, f, coarse, known)
-      jax.block_until_ready(head)
-    return head
-
-  def _encode_pixels(self, head, padded: np.ndarray, key: str = "x") -> List[bytes]:
-    num_channels = padded.shape[2]
-    rows, n = self._pixel_rows(head)
-    pixels = padded.reshape(n, num_channels)
-    streams = []
-    for c in range(num_channels):
-      x_prev = _x_prev_rows(pixels, c, rows.shape[0])
-      streams.append(self._encode_symbols(
-          key, pixels[:, c], tables.pixel_tables(rows, x_prev, n, c, self.config)))
-    if self.estimate:
-      with self.clock("estimate"):
-        bits = float(_pixel_theory_bits(self.config, head, _network_input(padded),
-                                        num_channels))
-      _accumulate(self.stats.theory_bits, key, bits)
-    return streams
-
-  # -- decoder ---------------------------------------------------------------------------------
-
-  def decode(self, streams: Iterator[bytes], height: int, width: int, num_channels: int
-             ) -> np.ndarray:
-    """Substreams of one tile -> uint8 [height, width, num_channels]."""
-    cfg = self.config
-    f = cfg.padding_factor
-    hp, wp = images.padded_size(height, f), images.padded_size(width, f)
-    if cfg.rgb_bicubic_baseline:
-      return self._decode_pyramid(streams, hp, wp, num_channels)[:height, :width]
-    num_scales, c_q = cfg.num_scales, cfg.latent_channels
-    hs, ws = hp >> num_scales, wp >> num_scales
-    n_top = hs * ws * c_q
-    top = self._decode_symbols(f"z{num_scales}", next(streams),
-                               [(0, self._uniform_table(n_top))], n_top)
-    symbols = jnp.asarray(top.reshape(1, hs, ws, c_q))
-    f_above = None
-    for s in range(num_scales, 0, -1):
-      f_above, head = self._decode_scale(s, symbols, f_above)
-      if s > 1:
-        rows, n = self._latent_rows(head)
-        sym = self._decode_symbols(f"z{s - 1}", next(streams),
-                                   tables.latent_tables(rows, n, cfg), n * c_q, c_q)
-        symbols = jnp.asarray(sym.reshape(1, head.shape[1], head.shape[2], c_q))
-      else:
-        pixels = self._decode_pixels(streams, head, num_channels)
-    return pixels.reshape(hp, wp, num_channels)[:height, :width]
-
-  def _decode_symbols(self, key: str, data: bytes, table_iter, n: int, per_row: int = 1
-                      ) -> np.ndarray:
+  def read(self, key: str, data: bytes, table_iter, n: int, per_row: int) -> np.ndarray:
     _accumulate(self.stats.actual_bits, key, 8 * len(data))
     with self.clock("coder"):
       dec = entropy.StreamDecoder(data)
@@ -375,40 +319,17 @@ class _TileCoder:
         out[start * per_row:start * per_row + table.shape[0]] = dec.decode(table)
     return out
 
-  def _decode_pyramid(self, streams, hp: int, wp: int, num_channels: int) -> np.ndarray:
-    cfg = self.config
-    hs, ws = hp >> cfg.num_scales, wp >> cfg.num_scales
-    n_top = _top_symbols(cfg, hp, wp, num_channels)
-    image = self._decode_symbols(f"z{cfg.num_scales}", next(streams),
-                                 [(0, self._uniform_table(n_top))], n_top)
-    image = image.reshape(hs, ws, num_channels)
-    f = None
-    for s in range(cfg.num_scales, 0, -1):
-      coarse = _network_input(image.astype(np.uint8))
-      f, head = self._decode_scale(s, coarse.astype(jnp.int32), f)
-      key = f"z{s - 1}" if s > 1 else "x"
-      if not cfg.phase_context:
-        pixels = self._decode_pixels(streams, head, num_channels, key)
-        image = pixels.reshape(head.shape[1], head.shape[2], num_channels)
-        continue
-      h, w = image.shape[:2]
-      coarse_np, image = image, np.zeros((2 * h, 2 * w, num_channels), np.uint8)
-      if cfg.subsample_pyramid:
-        image[0::2, 0::2] = coarse_np  # phase 0 is x^(s) itself
-      for p in range(first_coded_phase(cfg), len(PHASES)):
-        head = self._phase_head(s, p, f, coarse, _network_input(image), p)
-        pixels = self._decode_pixels(streams, head, num_channels, key)
-        image[PHASES[p][0]::2, PHASES[p][1]::2] = pixels.reshape(h, w, num_channels)
-    return image
 
-  def _decode_pixels(self, streams, head, num_channels: int, key: str = "x") -> np.ndarray:
-    rows, n = self._pixel_rows(head)
-    pixels = np.zeros((n, num_channels), np.uint8)
-    for c in range(num_channels):
-      x_prev = _x_prev_rows(pixels, c, rows.shape[0])
-      pixels[:, c] = self._decode_symbols(
-          key, next(streams), tables.pixel_tables(rows, x_prev, n, c, self.config), n)
-    return pixels
+class _Lazy:
+  """An iterable whose iterator is made when iteration starts: the tables of pixel channel c
+  depend on channels < c, which the decoder has only once those are decoded."""
+
+  def __init__(self, make, *args):
+    self.make = make
+    self.args = args
+
+  def __iter__(self):
+    return iter(self.make(*self.args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,7 +447,7 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
   for kind, _, plane in comps:
     if kind == bitstream.COMPONENT_CONSTANT:
       continue
-    for y, x, th, tw in images.tile_grid(image.height, image.width, tile_size):
+    for y, x, th, tw in tile_grid(image.height, image.width, tile_size):
       streams.extend(coder.encode(np.ascontiguousarray(plane[y:y + th, x:x + tw])))
   header = bitstream.Header(
       fingerprint=bytes.fromhex(model.fingerprint)[:bitstream.FINGERPRINT_BYTES],
@@ -542,7 +463,7 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
   return data, stats
 
 
-def _validate(header: bitstream.Header, config: L3CConfig, model_fingerprint: str):
+def _validate(header: bitstream.Header, config, model_fingerprint: str):
   fp = bytes.fromhex(model_fingerprint)[:bitstream.FINGERPRINT_BYTES]
   if header.fingerprint != fp:
     raise CodecError(f"file was compressed with a different model (fingerprint "
@@ -564,22 +485,23 @@ def _validate(header: bitstream.Header, config: L3CConfig, model_fingerprint: st
     raise CodecError("corrupt header (palette present iff mode P)")
   if header.transparency is not None and header.mode != "P":
     raise CodecError("corrupt header (transparency outside mode P)")
-  num_tiles = len(images.tile_grid(header.height, header.width, header.tile_size))
+  num_tiles = len(tile_grid(header.height, header.width, header.tile_size))
   expected = sum(num_tiles * _streams_per_tile(config, _component_channels(k))
                  for k in kinds if k != bitstream.COMPONENT_CONSTANT)
   if len(header.stream_lengths) != expected:
     raise CodecError(f"corrupt header ({len(header.stream_lengths)} substreams, expected "
                      f"{expected})")
-  # Every z^(S) symbol costs log2(L) bits under the uniform prior, so the top substreams bound
+  # Every symbol of the top step costs log2(L) bits under the uniform prior, so its substreams bound
   # the image size by the file size: a forged size cannot make us decode for hours.
   i = 0
   for k in kinds:
     if k == bitstream.COMPONENT_CONSTANT:
       continue
-    for _, _, th, tw in images.tile_grid(header.height, header.width, header.tile_size):
+    for _, _, th, tw in tile_grid(header.height, header.width, header.tile_size):
       n_top = _top_symbols(config, images.padded_size(th, factor),
                            images.padded_size(tw, factor), _component_channels(k))
-      min_bytes = int(n_top * math.log2(config.num_levels) / 8) - 8
+      top_bits = math.log2(losses.alphabet_size(config, families.plan(config)[0]))
+      min_bytes = int(n_top * top_bits / 8) - 8
       if header.stream_lengths[i] < min_bytes:
         raise CodecError("corrupt header (image size does not match the data)")
       i += _streams_per_tile(config, _component_channels(k))
@@ -610,7 +532,7 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
         planes.append(np.full((header.height, header.width, 1), value, np.uint8))
         continue
       plane = np.empty((header.height, header.width, c), np.uint8)
-      for y, x, th, tw in images.tile_grid(header.height, header.width, header.tile_size):
+      for y, x, th, tw in tile_grid(header.height, header.width, header.tile_size):
         plane[y:y + th, x:x + tw] = coder.decode(stream_iter, th, tw, c)
       planes.append(plane)
     pixels = _assemble(header, planes)

@@ -1,14 +1,18 @@
 """Training hyper-parameters (the one config system behind experiments/*.py and their flagfiles).
 
-`ExperimentConfig` = model (`L3CConfig`) + training (`TrainConfig`). `define_flags` registers one
-absl flag per field as `--model.<field>` / `--train.<field>`, so flagfiles read like
-`--model.num_channels=32`; `from_flags` builds the frozen configs back (unknown names fail in absl).
+`ExperimentConfig` = model (a model family's config, `models.families`) + training
+(`TrainConfig`). `define_flags` registers `--model.family` and one absl flag per field of any
+family as `--model.<field>`, and one per `TrainConfig` field as `--train.<field>`, so flagfiles
+read like `--model.family=rgb_interlaced --model.num_channels=32`; `from_flags` builds the frozen
+configs back. Unknown names fail in absl; a field that the chosen family does not have fails in
+`from_flags`; model fields not given keep the family's defaults.
 """
 
 import dataclasses
-from typing import Tuple
+from typing import Any, Dict, Tuple
 
-from l3c_jax.models.config import L3CConfig
+from l3c_jax.models import families
+from l3c_jax.models.l3c import L3CConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +86,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  model: L3CConfig = L3CConfig()
+  model: Any = L3CConfig()
   train: TrainConfig = TrainConfig()
 
   def to_dict(self) -> dict:
@@ -93,52 +97,77 @@ class ExperimentConfig:
     train = dict(d.get("train", {}))
     if "scale_weights" in train:
       train["scale_weights"] = tuple(train["scale_weights"])
-    return cls(model=L3CConfig(**d.get("model", {})), train=TrainConfig(**train))
+    return cls(model=families.config_from_dict(d.get("model", {})), train=TrainConfig(**train))
 
 
-_SECTIONS = (("model", L3CConfig), ("train", TrainConfig))
+def _model_fields() -> Dict[str, Tuple[dataclasses.Field, Dict[str, Any]]]:
+  """{field name: (a dataclass field, {family: its default})} over all registered families."""
+  out = {}
+  for name in sorted(families.FAMILIES):
+    for f in dataclasses.fields(families.get(name).config_cls):
+      out.setdefault(f.name, (f, {}))[1][name] = f.default
+  return out
+
+
+def _define(fv, name: str, f: dataclasses.Field, default, doc: str):
+  """One absl flag of the dataclass field's type."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if f.type in (str, "str"):
+    flags.DEFINE_string(name, default, doc, flag_values=fv)
+  elif f.type in (bool, "bool"):
+    flags.DEFINE_boolean(name, default, doc, flag_values=fv)
+  elif f.type in (int, "int"):
+    flags.DEFINE_integer(name, default, doc, flag_values=fv)
+  elif f.type in (float, "float"):
+    flags.DEFINE_float(name, default, doc, flag_values=fv)
+  elif "Tuple" in str(f.type):
+    flags.DEFINE_list(name, None if default is None else [str(v) for v in default],
+                      doc + " (comma-separated floats)", flag_values=fv)
+  else:
+    raise TypeError(f"unsupported config field type {f.type} for {name}")
 
 
 def define_flags(flag_values=None):
-  """Registers `--model.<field>` and `--train.<field>` absl flags with the dataclass defaults."""
+  """Registers `--model.family`, `--model.<field>` and `--train.<field>` absl flags."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flag_values if flag_values is not None else flags.FLAGS
-  for section, cls in _SECTIONS:
-    for f in dataclasses.fields(cls):
-      name = f"{section}.{f.name}"
-      if name in fv:
-        continue
-      default = f.default
-      doc = f"{cls.__name__}.{f.name}"
-      if f.type in (str, "str"):
-        flags.DEFINE_string(name, default, doc, flag_values=fv)
-      elif f.type in (bool, "bool"):
-        flags.DEFINE_boolean(name, default, doc, flag_values=fv)
-      elif f.type in (int, "int"):
-        flags.DEFINE_integer(name, default, doc, flag_values=fv)
-      elif f.type in (float, "float"):
-        flags.DEFINE_float(name, default, doc, flag_values=fv)
-      elif "Tuple" in str(f.type):
-        flags.DEFINE_list(name, [str(v) for v in default], doc + " (comma-separated floats)",
-                          flag_values=fv)
-      else:
-        raise TypeError(f"unsupported config field type {f.type} for {name}")
+  if "model.family" not in fv:
+    flags.DEFINE_enum("model.family", L3CConfig.family, sorted(families.FAMILIES),
+                      "Model family (models/families.py); the other --model.* flags are its "
+                      "config's fields.", flag_values=fv)
+  for field_name, (f, defaults) in _model_fields().items():
+    name = f"model.{field_name}"
+    if name not in fv:
+      # No default here: a field not given keeps the chosen family's default.
+      doc = "; ".join(f"{fam}: {d}" for fam, d in defaults.items())
+      _define(fv, name, f, None, f"default {doc}")
+  for f in dataclasses.fields(TrainConfig):
+    name = f"train.{f.name}"
+    if name not in fv:
+      _define(fv, name, f, f.default, f"TrainConfig.{f.name}")
 
 
 def from_flags(flag_values=None) -> ExperimentConfig:
-  """Builds the ExperimentConfig from parsed absl flags."""
+  """Builds the ExperimentConfig from parsed absl flags.
+
+  Raises:
+    ValueError: a --model.<field> flag was given that the chosen family does not have.
+  """
   from absl import flags  # pylint: disable=g-import-not-at-top
   fv = flag_values if flag_values is not None else flags.FLAGS
-  parts = {}
-  for section, cls in _SECTIONS:
-    kw = {}
-    for f in dataclasses.fields(cls):
-      v = fv[f"{section}.{f.name}"].value
-      if "Tuple" in str(f.type):
-        v = tuple(float(x) for x in v)
-      kw[f.name] = v
-    parts[section] = cls(**kw)
-  return ExperimentConfig(**parts)
+  family = fv["model.family"].value
+  model_kw = {name: fv[f"model.{name}"].value for name in _model_fields()
+              if fv[f"model.{name}"].value is not None}
+  wrong = sorted(set(model_kw) - set(families.config_fields(family)))
+  if wrong:
+    raise ValueError(f"--model.{wrong[0]} is not a field of model family {family!r} (its fields: "
+                     f"{', '.join(families.config_fields(family))})")
+  train_kw = {}
+  for f in dataclasses.fields(TrainConfig):
+    v = fv[f"train.{f.name}"].value
+    train_kw[f.name] = tuple(float(x) for x in v) if "Tuple" in str(f.type) else v
+  model = families.config_from_dict({"family": family, **model_kw})
+  return ExperimentConfig(model=model, train=TrainConfig(**train_kw))
 
 
 def define_program_flags(flag_values=None):

@@ -15,7 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from l3c_jax import model_io
 from l3c_jax.data import pipeline
-from l3c_jax.models.l3c import count_params
+from l3c_jax.models import families
+from l3c_jax.models.families import count_params
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.checkpoint import Checkpointer
 from l3c_jax.train.config import ExperimentConfig
@@ -60,9 +61,12 @@ def _check_workdir_config(workdir: str, config: ExperimentConfig) -> None:
   new = config.to_dict()
   if os.path.exists(path):
     with open(path) as f:
-      old_model = json.load(f).get("model", {})
+      # Normalized through the family registry: a run started with a config of the first
+      # format (pyramid flags on one L3C config) resumes under the family that replaced them.
+      old_model = families.config_from_dict(json.load(f).get("model", {})).to_dict()
     if old_model != new["model"]:
-      diff = [k for k in new["model"] if old_model.get(k) != new["model"][k]]
+      diff = [k for k in sorted(set(new["model"]) | set(old_model))
+              if old_model.get(k) != new["model"].get(k)]
       raise TrainError(f"{workdir} holds a run with another model config; use a new --workdir "
                        f"(differences: {', '.join(diff)})")
   with open(path, "w") as f:

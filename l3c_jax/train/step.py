@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from l3c_jax import losses
-from l3c_jax.models.config import L3CConfig
-from l3c_jax.models.l3c import L3C, head_names, init_params
+from l3c_jax.models import families
 from l3c_jax.train.config import TrainConfig
 
 
@@ -57,18 +56,19 @@ def make_optimizer(tcfg: TrainConfig, batches_per_epoch: int) -> optax.GradientT
   return optax.inject_hyperparams(make)(lr_scale=1.0)
 
 
-def init_pixel_head(params, cfg: L3CConfig, mean: float = 127.5, log_scale: float = math.log(16.0)):
-  """Sets the biases of the RGB head's mean / log-scale channels (see TrainConfig.pixel_head_init).
+def init_pixel_head(params, cfg, mean: float = 127.5, log_scale: float = math.log(16.0)):
+  """Sets the biases of the pixel heads' mean / log-scale channels (TrainConfig.pixel_head_init).
 
   NOTE(l3c-pytorch): an intentional deviation from the official default init, only where a
   config asks for it. Channel layout of the head: p * C * K + c * K + k (p 1 = means, 2 = scales).
   """
+  family = families.get(cfg)
   ck = 3 * cfg.num_mixtures
-  if cfg.pixel_mean_residual:
+  if family.residual_means(cfg):
     mean = 0.0  # the head predicts offsets from the upsampled coarser image
   out = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
-  # Every head of the RGB baselines predicts RGB; in L3C only head 1 does.
-  for name, is_rgb in head_names(cfg):
+  # Every head of the RGB pyramids predicts pixels; in L3C only head 1 does.
+  for name, is_rgb in family.head_names(cfg):
     if not is_rgb:
       continue
     bias = params[name]["out"]["conv"]["bias"]
@@ -98,11 +98,11 @@ def merge_params(params, source) -> Tuple[Any, int]:
   return merged, taken
 
 
-def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: jax.Array,
+def create_train_state(cfg, tx: optax.GradientTransformation, rng: jax.Array,
                        lr_scale: Optional[jax.Array] = None,
                        pixel_head_init: bool = False) -> TrainState:
   """Initializes params (PyTorch default init) and optimizer state; vmappable over rng."""
-  params = init_params(cfg, rng)
+  params = families.init_params(cfg, rng)
   if pixel_head_init:
     params = init_pixel_head(params, cfg)
   opt_state = tx.init(params)
@@ -111,22 +111,22 @@ def create_train_state(cfg: L3CConfig, tx: optax.GradientTransformation, rng: ja
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
-def loss_fn(params, x: jax.Array, cfg: L3CConfig,
+def loss_fn(params, x: jax.Array, cfg,
             scale_weights: Optional[Sequence[float]] = None, soft_sigma=None):
-  """Training loss (sum of the S predicted scales' bpsp) and metrics for a uint8/float batch.
+  """Training loss (the bpsp of every step of the coding plan with a head) and metrics.
 
   Args:
     params: model parameters.
     x: [B, H, W, 3] pixels 0..255 (uint8 or float32), H, W multiples of 2^S.
-    scale_weights: optional [S] per-scale loss weights (ablations); may be traced.
+    scale_weights: optional [S] per-group loss weights, finest first (ablations); may be traced.
     soft_sigma: optional quantizer sigma overriding cfg.soft_sigma; may be traced.
   """
   x = x.astype(jnp.float32)
-  out = L3C(cfg).apply({"params": params}, x, train=True, soft_sigma=soft_sigma)
-  return losses.bpsp_metrics(out, x, cfg, scale_weights=scale_weights)
+  return losses.bpsp_metrics(cfg, params, x, scale_weights=scale_weights, train=True,
+                             soft_sigma=soft_sigma)
 
 
-def train_step(state: TrainState, x: jax.Array, cfg: L3CConfig,
+def train_step(state: TrainState, x: jax.Array, cfg,
                tx: optax.GradientTransformation,
                scale_weights: Optional[jax.Array] = None, soft_sigma=None):
   """One RMSprop step on batch x -> (new state, metrics). Pure.
@@ -143,10 +143,9 @@ def train_step(state: TrainState, x: jax.Array, cfg: L3CConfig,
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params, x: jax.Array, cfg: L3CConfig) -> Dict[str, jax.Array]:
-  """Hard-quantized (eval mode) bits per scale for a batch; sums, so batches can be pooled."""
+def eval_step(params, x: jax.Array, cfg) -> Dict[str, jax.Array]:
+  """Hard-quantized (eval mode) bits per group for a batch; sums, so batches can be pooled."""
   x = x.astype(jnp.float32)
-  out = L3C(cfg).apply({"params": params}, x, train=False)
-  bits = losses.bits_per_scale(out, x, cfg)
+  bits = losses.bits_per_group(cfg, params, x)
   bits["num_subpixels"] = jnp.asarray(x.shape[0] * x.shape[1] * x.shape[2] * 3, jnp.float32)
   return bits
