@@ -90,7 +90,7 @@ def _load_model(path: Optional[str]):
 
 
 def _print_verbose(stats, out, extra_times=None):
-  keys = sorted(stats.actual_bits, key=lambda k: (k == "x", -int(k[1:]) if k != "x" else 0))
+  keys = list(stats.actual_bits)  # the coding plan's groups, in coding order
   has_theory = bool(stats.theory_bits)
   out.write(f"  {'scale':<7}{'theory bits':>14}{'written bits':>14}{'overhead':>10}\n")
   for k in keys:

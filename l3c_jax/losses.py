@@ -5,6 +5,7 @@ step's head seeing the true earlier steps (teacher forcing, `plan.teacher_forced
 plan's order. The UNIFORM top step costs log2(alphabet size) per symbol: reported, not optimized.
 """
 
+import functools
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -90,8 +91,19 @@ def bits_per_group(config, params, x: jax.Array, train: bool = False, soft_sigma
   return bits
 
 
+@functools.partial(jax.jit, static_argnums=(0,))
+def model_bits(config, params, x: jax.Array) -> Dict[str, jax.Array]:
+  """Jitted `bits_per_group` in evaluation mode (hard quantization): the model's bits of x.
+
+  Args:
+    x: [B, H, W, 3] float32 pixels 0..255, H and W multiples of 2^S.
+  """
+  return bits_per_group(config, params, x)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
 def bit_maps(config, params, x: jax.Array) -> Dict[str, jax.Array]:
-  """Bits per position of every HEAD group on its own grid (channels summed).
+  """Bits per position of every HEAD group on its own grid (channels summed). Jitted.
 
   Args:
     x: [B, H, W, 3] float32 pixels.

@@ -94,11 +94,6 @@ def sample_given_scale(config, params, x: jax.Array, given_scale: int, key: jax.
   return SampleResult(x=family.image(config, ctx), groups=groups)
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def _bits_per_group(config, params, x: jax.Array) -> Dict[str, jax.Array]:
-  return losses.bits_per_group(config, params, x)
-
-
 def bpsp_kept(config, params, x: jax.Array) -> Dict[int, float]:
   """bpsp still stored when the steps of scale >= s are kept, for s = 1..S (and S+1: 0).
 
@@ -111,7 +106,7 @@ def bpsp_kept(config, params, x: jax.Array) -> Dict[int, float]:
   Returns:
     {s: bpsp} for s in 1..S+1, plus 0: the total (every group).
   """
-  bits = {k: float(v) for k, v in jax.device_get(_bits_per_group(config, params, x)).items()}
+  bits = {k: float(v) for k, v in jax.device_get(losses.model_bits(config, params, x)).items()}
   n = x.shape[0] * 3 * x.shape[1] * x.shape[2]
   scale_of = {step.group: step.scale for step in families.plan(config)}
   kept = {s: sum(b for g, b in bits.items() if scale_of[g] >= s) / n

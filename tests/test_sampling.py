@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from l3c_jax import likelihood, model_io, sampling
+from l3c_jax import likelihood, losses, model_io, sampling
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig, RGBBicubicPhasedConfig, RGBInterlacedConfig
@@ -271,8 +271,8 @@ def test_sample_given_scale_pyramid_phases(subsample):
 def test_bpsp_kept_sums_the_stored_scales(small_setup):
   cfg, params, x = small_setup
   kept = sampling.bpsp_kept(cfg, params, x)
-  # losses.bits_per_group (tested in its own module), compiled once above.
-  bits = sampling._bits_per_group(cfg, params, x)  # pylint: disable=protected-access
+  # losses.model_bits (tested in its own module), compiled once above.
+  bits = losses.model_bits(cfg, params, x)
   n = 3 * 16 * 16
   np.testing.assert_allclose(kept[2], cfg.latent_channels * np.log2(25) / (3 * 16), rtol=1e-6)
   np.testing.assert_allclose(kept[1], (float(bits["z1"]) + float(bits["z2"])) / n, rtol=1e-5)

@@ -60,9 +60,11 @@ class CodingStats:
     num_subpixels: H * W * channels of the image (the bpsp denominator).
     file_bits: size of the whole file in bits.
     header_bits: bits of the container (everything but the substreams).
-    actual_bits: bits written per scale ('z{S}', ..., 'z1', 'x'), summed over tiles/components.
+    actual_bits: bits written per group of the coding plan, in coding order (e.g. 'z3', 'z2',
+      'z1', 'x' for L3C; 'x3', 'x2', 'x1', 'x' for the RGB pyramids), summed over tiles and
+      components.
     theory_bits: the model's -log2 p of the same symbols per scale (encoder with
-      estimate=True only; 'z{S}' is the uniform prior's n * log2 L).
+      estimate=True only; the top group's is the uniform prior's n * log2 L).
     times_s: wall seconds per stage: 'network' (encoders + per-scale decoders), 'tables'
       (waiting for integer tables), 'coder' (range coding), 'estimate', 'total'.
   """

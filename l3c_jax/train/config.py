@@ -45,7 +45,8 @@ class TrainConfig:
     val_crop_size: center-crop side for validation.
     val_max_images: validation images (the paper uses 5 batches of 30).
     val_batch_size: validation batch size.
-    scale_weights: per-scale loss weights (x, z1, ..., z{S-1}); empty = all 1 (the paper).
+    scale_weights: loss weights of the coding plan's groups with a head, finest first (L3C:
+      x, z1, ..., z{S-1}); empty = all 1 (the paper).
     pixel_head_init: start the RGB head's mixture means at mid-grey (127.5) and its log-scales
       at log(16) instead of PyTorch's default init (~0 and ~0): with RMSprop's ~lr-sized steps
       the means otherwise need thousands of steps to reach the pixel range, which matters for

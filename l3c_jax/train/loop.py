@@ -210,8 +210,9 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
                    learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,
                    epoch=step / loader.batches_per_epoch, devices=num_devices)
         writer.write(rec)
-        _log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (x {rec['bpsp_x']:.3f}, " +
-             ", ".join(f"z{s} {rec[f'bpsp_z{s}']:.3f}" for s in range(1, cfg.num_scales + 1)) +
+        groups = [k[len("bpsp_"):] for k in rec if k.startswith("bpsp_")]  # finest first
+        _log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (" +
+             ", ".join(f"{g} {rec[f'bpsp_{g}']:.3f}" for g in groups) +
              f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
              f" | lr {rec['learning_rate']:.2e} | {elapsed / 3600:.2f} h")
         last.update(rec)
