@@ -21,13 +21,10 @@ torch gets `torch.set_num_threads(N)`; both frameworks then use N threads.
 
 import importlib.util
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_integer("steps", 3, "Timed steps per case and framework (after one warm-up step).")
 flags.DEFINE_list("cases", ["paper_b8_128", "paper_b16_64", "default_b16_64", "smoke_b8_32"],

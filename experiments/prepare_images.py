@@ -35,11 +35,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-try:
-  from l3c_jax.data.pipeline import DataError, list_images
-except ImportError:  # Run as `python experiments/prepare_images.py` from a checkout: add the repo root.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from l3c_jax.data.pipeline import DataError, list_images
+from l3c_jax.data.pipeline import DataError, list_images
 
 FLAGS = flags.FLAGS
 

@@ -14,15 +14,11 @@ in l3c-jax (`rgb_bicubic_baseline`, `pixel_mean_scale` != 1) are not supported.
 """
 
 import math
-import os
-import sys
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from l3c_jax.models.config import L3CConfig
 
