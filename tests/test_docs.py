@@ -103,7 +103,7 @@ def test_every_cited_document_and_section_exists():
   problems = broken_citations({p: t for p, t in files.items() if t is not None}, _read_repo_file)
   external = collections.Counter(p.split(":")[0] for p in problems if "not in the repository" in p)
   for path, allowed in PENDING_EXTERNAL.items():
-    assert external[path] <= allowed, f"{path}: more external citations than PENDING_EXTERNAL allows"
+    assert external[path] <= allowed, f"{path}: more external citations than PENDING_EXTERNAL"
     assert external[path] == allowed, f"{path} is cleaner now: lower its PENDING_EXTERNAL entry"
   problems = [p for p in problems
               if p.split(":")[0] not in PENDING_EXTERNAL or "not in the repository" not in p]
