@@ -33,9 +33,7 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from l3c_jax.data import images  # pylint: disable=g-import-not-at-top
+from l3c_jax.data import images
 
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "..", "shared", "data", "kodak")

@@ -21,13 +21,10 @@ torch gets `torch.set_num_threads(N)`; both frameworks then use N threads.
 
 import importlib.util
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_integer("steps", 3, "Timed steps per case and framework (after one warm-up step).")
 flags.DEFINE_list("cases", ["paper_b8_128", "paper_b16_64", "default_b16_64", "smoke_b8_32"],
@@ -39,7 +36,8 @@ flags.DEFINE_enum("torch_omp_wait_policy", "PASSIVE", ["PASSIVE", "ACTIVE", "def
                   "OMP_WAIT_POLICY for torch's OpenMP threads (unless set in the environment). "
                   "PASSIVE: idle threads sleep. With libgomp's default spinning, torch with 2 "
                   "threads on a 2-core machine that also runs other jobs was measured 7-12x "
-                  "slower per step (threads spin waiting for a descheduled peer), PASSIVE ~1x.")
+                  "slower per step (threads spin waiting for a descheduled peer), PASSIVE ~1x "
+                  "(docs/measurements.md#training-step).")
 flags.DEFINE_integer("threads", 0, "Restrict the process to this many cores (0: all cores of "
                      "its CPU affinity); XLA and torch both use that many threads.")
 FLAGS = flags.FLAGS
@@ -52,7 +50,8 @@ CASES = {
     "smoke_b8_32": ({"num_channels": 8, "num_res_blocks": 1, "num_mixtures": 2}, 8, 32),
 }
 
-# The official L3C-PyTorch code on this machine, idle, 2 threads (../shared/docs/baselines.md).
+# The official L3C-PyTorch code on this machine, idle, 2 threads
+# (docs/measurements.md#official-l3c-pytorch-on-this-cpu).
 OFFICIAL_2_THREADS_S = {"paper_b8_128": 1.77, "paper_b16_64": 0.82}
 
 
@@ -161,7 +160,7 @@ def main(argv):
                f"{sec / r['torch_s']:>20.3f}")
     print(line, flush=True)
   official = ", ".join(f"{k} {v} s" for k, v in OFFICIAL_2_THREADS_S.items())
-  print(f"(official L3C-PyTorch, idle machine, 2 threads, baselines.md: {official}/step)")
+  print(f"(official L3C-PyTorch, idle machine, 2 threads, docs/measurements.md: {official}/step)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-r"""Prepares JPEG-origin photos for training: the official L3C "v3" Open Images recipe (spec 5.1).
+r"""Prepares JPEG-origin photos for training: the official L3C "v3" Open Images recipe
+(docs/l3c_reference.md#data-recipe-v3).
 
 For every source image: discard non-RGB images; draw a scale factor s; Lanczos-downscale by s (this
 removes JPEG blocks and chroma subsampling, which a lossless model would otherwise learn); discard
@@ -34,11 +35,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-try:
-  from l3c_jax.data.pipeline import DataError, list_images
-except ImportError:  # Run as `python experiments/prepare_images.py` from a checkout: add the repo root.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from l3c_jax.data.pipeline import DataError, list_images
+from l3c_jax.data.pipeline import DataError, list_images
 
 FLAGS = flags.FLAGS
 
@@ -55,7 +52,7 @@ flags.DEFINE_string('heldout_dst', None, 'Output directory of the held-out PNGs.
 flags.DEFINE_bool('overwrite', False, 'Re-create outputs that already exist.')
 flags.DEFINE_integer('num_workers', 2, 'Worker threads (Pillow releases the GIL while resizing/coding).')
 
-# v3 constants (spec 5.1).
+# v3 constants (docs/l3c_reference.md#data-recipe-v3).
 V3_TARGET_SHORT_SIDE = 512
 V3_SCALE_MAX = 0.8
 

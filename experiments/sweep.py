@@ -16,12 +16,11 @@ import time
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+from l3c_jax.train import config as config_lib
 
 config_lib.define_flags()
 config_lib.define_program_flags()
+flags.adopt_module_key_flags(config_lib)  # so that --help lists --workdir, --model.*, --train.*
 flags.DEFINE_list("sweep_seeds", ["0"], "Initialization seed per member.")
 flags.DEFINE_list("sweep_lr_scales", ["1"], "Learning-rate multiplier per member.")
 flags.DEFINE_list("sweep_soft_sigmas", [], "Quantizer sigma per member (default: model's).")

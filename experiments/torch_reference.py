@@ -1,27 +1,24 @@
 """A PyTorch L3C training step: the speed baseline of experiments/bench_train.py (needs torch).
 
-The official L3C-PyTorch code is not available here, so this is our own torch implementation of
-the same network, loss and optimizer (l3c_spec.md Sec. 2-4, 5.3), written with torch.nn /
-torch.nn.functional in PyTorch's default NCHW layout like the official code. It has exactly the
-parameters of `l3c_jax.models.L3C` for the same `L3CConfig` (5,008,395 for the paper config), so
-both frameworks do the same FLOPs. Modules are named so that `state_dict()` uses the official
-names of ../shared/reference/l3c_pytorch_tiny/README.md: `l3c_jax.convert.convert_state_dict`
-turns its weights into l3c-jax params (the test compares the two losses on the same weights).
+The official L3C-PyTorch code is not available here, so this is our own torch implementation of the
+same network, loss and optimizer (docs/l3c_reference.md, Architecture to Training recipe), written
+with torch.nn / torch.nn.functional in PyTorch's default NCHW layout like the official code. It has
+exactly the parameters of `l3c_jax.models.L3C` for the same `L3CConfig` (5,008,395 for the paper
+config), so both frameworks do the same FLOPs. Modules are named so that `state_dict()` uses the
+official names (those of the parity fixture, tests/testdata/l3c_pytorch_tiny/README.md):
+`l3c_jax.convert.convert_state_dict` turns its weights into l3c-jax params (the test compares the
+two losses on the same weights).
 
 This is a benchmark baseline only: the library never imports it. The L3C options that only exist
 in l3c-jax (other model families, `pixel_mean_scale` != 1) are not supported.
 """
 
 import math
-import os
-import sys
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from l3c_jax.models.config import L3CConfig
 
@@ -151,7 +148,8 @@ def quantize_ste(y: torch.Tensor, levels: torch.Tensor, sigma: float):
 def dmll_log_prob(head: torch.Tensor, targets: torch.Tensor, x_min: float, x_max: float,
                   num_bins: int, num_mixtures: int, coupled: bool,
                   log_scale_min: float = -7.0) -> torch.Tensor:
-  """Discretized logistic mixture log-likelihood (nats), float32 formula of l3c_spec.md Sec. 3.
+  """Discretized logistic mixture log-likelihood (nats), float32 formula of
+  docs/l3c_reference.md#mixture-likelihood-and-coupling.
 
   Args:
     head: [B, K_p, H, W], channel index p*C*K + c*K + k.
@@ -228,7 +226,9 @@ class TorchL3C(nn.Module):
     return symbols, zs, heads
 
   def loss(self, x: torch.Tensor, train: bool = True) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """Training loss: sum over the S predicted scales of bits / (B*3*H*W) (spec Sec. 4).
+    """Training loss: sum over the S predicted scales of bits / (B*3*H*W).
+
+    See docs/l3c_reference.md#loss.
 
     Args:
       x: [B, 3, H, W] float32 pixels 0..255.

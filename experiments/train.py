@@ -7,18 +7,16 @@ Every hyper-parameter is a `--model.<field>` / `--train.<field>` flag of the one
 
 import json
 import math
-import os
 import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
+from l3c_jax.train import config as config_lib
 
 config_lib.define_flags()
 config_lib.define_program_flags()
+flags.adopt_module_key_flags(config_lib)  # so that --help lists --workdir, --model.*, --train.*
 flags.DEFINE_boolean("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
 FLAGS = flags.FLAGS
 

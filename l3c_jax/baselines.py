@@ -1,4 +1,5 @@
-"""The paper's learned RGB baselines at test time (paper Sec. 5.2, Fig. A2/A3; spec 2.8).
+"""The paper's learned RGB baselines at test time (paper Sec. 5.2, Fig. A2/A3;
+docs/l3c_reference.md#learned-rgb-baselines).
 
 "RGB" is family "rgb_bicubic" (`RGBBicubicConfig`) with S=3 and evaluates like L3C.
 "RGB-Shared" is the same with S=1 (one decoder predicting x from bicubic(x)/2), applied

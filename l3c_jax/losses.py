@@ -1,4 +1,5 @@
-"""Bits of every step of a coding plan, bpsp and the training loss (paper Eq. (3)).
+"""Bits of every step of a coding plan, bpsp and the training loss (paper Eq. (3);
+docs/l3c_reference.md#loss).
 
 The loss is what the codec pays: the model's -log2 p of each step's symbols, with each HEAD
 step's head seeing the true earlier steps (teacher forcing, `plan.teacher_forced_heads`), in the

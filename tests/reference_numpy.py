@@ -1,9 +1,9 @@
 """Independent float64 NumPy oracles for the L3C functional core (tests only).
 
-Written from the paper (Mentzer et al., CVPR 2019, Sec. 3.2 and 3.4) and l3c_spec.md Sec. 2.3 and 3,
-not from l3c_jax: the tests compare the float32 JAX code against these. Everything here is float64
-and deliberately straightforward (explicit loops over the few mixture components / channels are
-fine). No JAX import.
+Written from the paper (Mentzer et al., CVPR 2019, Sec. 3.2 and 3.4) and docs/l3c_reference.md
+(sections Quantizer, Mixture likelihood and coupling), not from l3c_jax: the tests compare the
+float32 JAX code against these. Everything here is float64 and deliberately straightforward
+(explicit loops over the few mixture components / channels are fine). No JAX import.
 
 Head layout (the spec's, shared by the official code): the last axis of a head has K_p entries,
 index = p*C*K + c*K + k with p = 0 mixture logits, 1 means, 2 log-scales, 3 (RGB only) coupling
@@ -12,11 +12,13 @@ pre-activations; C target channels, K mixture components.
 
 import numpy as np
 
-LOG_PROB_FLOOR = 1e-12  # floor on the interior bin mass (part of the model definition, spec Sec. 3)
+# Floor on the interior bin mass (part of the model definition,
+# docs/l3c_reference.md#mixture-likelihood-and-coupling).
+LOG_PROB_FLOOR = 1e-12
 
 
 # ------------------------------------------------------------------------------------------------
-# Quantizer (spec Sec. 2.3)
+# Quantizer (docs/l3c_reference.md#quantizer)
 # ------------------------------------------------------------------------------------------------
 
 def quantization_levels(num_levels: int, levels_min: float = -1.0,
@@ -65,7 +67,7 @@ def soft_quantize_grad(y, levels, sigma: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# Discretized logistic mixture (spec Sec. 3)
+# Discretized logistic mixture (docs/l3c_reference.md#mixture-likelihood-and-coupling)
 # ------------------------------------------------------------------------------------------------
 
 def sigmoid(u):

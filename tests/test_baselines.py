@@ -19,7 +19,7 @@ def _count(cfg):
 
 def test_rgb_baseline_parameter_counts_match_official():
   rgb = RGBBicubicConfig()
-  assert _count(rgb) == 2_729_076          # l3c_spec.md 2.6
+  assert _count(rgb) == 2_729_076          # docs/l3c_reference.md#model-sizes
   assert _count(rgb.replace(num_scales=1)) == 909_700
 
 

@@ -1,4 +1,6 @@
-"""Module layering of l3c_jax (style.md Sec. 4.3), checked statically with `ast` (no imports run).
+"""Module layering of l3c_jax, checked statically with `ast` (no imports run).
+
+This docstring is where the layering is written down.
 
 Rules:
   * `l3c_jax/data/*` imports neither jax nor flax (nor anything built on them, nor other l3c_jax

@@ -34,6 +34,8 @@ _SCRIPT = textwrap.dedent("""
 
 
 def test_four_device_step_equals_one_device_step():
+  # A subprocess on purpose: the four CPU devices come from XLA_FLAGS, which XLA reads once when
+  # the backend starts; this test process already runs with one device.
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
   env["JAX_PLATFORMS"] = "cpu"

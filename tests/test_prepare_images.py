@@ -1,9 +1,6 @@
 """Tests for experiments/prepare_images.py (the v3 Open Images recipe) on tiny synthetic photos."""
 
-import importlib.util
 import os
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -11,20 +8,12 @@ import pytest
 
 from l3c_jax.data.pipeline import DataError
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(REPO_ROOT, 'experiments', 'prepare_images.py')
+import launchers
 
 
 @pytest.fixture(scope='module')
 def prep():
-  # Load once per process: the module defines absl flags, which may not be defined twice.
-  name = 'experiments_prepare_images'
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[name] = module
-  return sys.modules[name]
+  return launchers.load('prepare_images')
 
 
 def _photo(width, height, seed=0, low=40, high=160):
@@ -132,26 +121,24 @@ def test_prepare_prefixes_source_dir_names_so_stems_do_not_collide(prep, tmp_pat
     prep.plan_outputs([a, str(tmp_path / 'other' / 'setA')])
 
 
-def _run_cli(*args):
-  return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=60)
-
-
 def test_prepare_cli_missing_or_empty_src_is_one_line_error(tmp_path):
   (tmp_path / 'empty').mkdir()
   for src in (tmp_path / 'missing', tmp_path / 'empty'):
-    result = _run_cli(f'--src={src}', f'--dst={tmp_path / "out"}')
-    assert result.returncode != 0
-    assert 'Traceback' not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('prepare_images: error:'), result.stderr
+    # sys.exit(message): the interpreter prints the message as the one stderr line, status 1; any
+    # other exception (a traceback) would propagate out of main and fail the test.
+    with pytest.raises(SystemExit) as exited:
+      launchers.run_main('prepare_images', f'--src={src}', f'--dst={tmp_path / "out"}')
+    message = exited.value.code
+    assert isinstance(message, str) and '\n' not in message, message
+    assert message.startswith('prepare_images: error:'), message
 
 
-def test_prepare_cli_prints_summary(tmp_path):
+def test_prepare_cli_prints_summary(tmp_path, capsys):
   src = tmp_path / 'cli'
   _save(_photo(60, 60), str(src / 'one.png'))
   _save(_photo(60, 60).convert('L'), str(src / 'gray.png'))
-  result = _run_cli(f'--src={src}', f'--dst={tmp_path / "out"}', '--scale_min=0.5', '--scale_max=0.8',
-                    '--min_side=16')
-  assert result.returncode == 0, result.stderr
-  assert 'wrote 1 (train 1' in result.stdout and 'not_rgb=1' in result.stdout
+  launchers.run_main('prepare_images', f'--src={src}', f'--dst={tmp_path / "out"}',
+                     '--scale_min=0.5', '--scale_max=0.8', '--min_side=16')
+  out = capsys.readouterr().out
+  assert 'wrote 1 (train 1' in out and 'not_rgb=1' in out
   assert os.listdir(tmp_path / 'out') == ['cli_one.png']

@@ -1,7 +1,6 @@
 """Training: the step learns, checkpoints round-trip, runs resume, every flagfile builds."""
 
 import glob
-import importlib.util
 import json
 import os
 
@@ -10,14 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 from PIL import Image
 
 from l3c_jax.models import L3CConfig
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.checkpoint import Checkpointer
 from l3c_jax.train.config import ExperimentConfig, TrainConfig
+
+import launchers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
@@ -145,33 +144,16 @@ def test_runs_of_the_first_config_format_resume_under_their_family(tmp_path, mon
         str(work), ExperimentConfig(model=TINY, train=new.train))
 
 
-_LAUNCHERS = {}
-
-
-def _load_launcher(name):
-  """Imports experiments/<name>.py once (absl flags can be defined only once per process)."""
-  if name not in _LAUNCHERS:
-    spec = importlib.util.spec_from_file_location(f"l3c_{name}_launcher",
-                                                  os.path.join(ROOT, "experiments", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    _LAUNCHERS[name] = mod
-  return _LAUNCHERS[name]
-
-
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(ROOT, "experiments", "flags",
                                                                    "*.flags"))),
                          ids=os.path.basename)
 def test_every_flagfile_builds_with_dry_run(flagfile, capsys):
   """sweep_*.flags go through sweep.py, all others through train.py."""
   is_sweep = os.path.basename(flagfile).startswith("sweep_")
-  _load_launcher("train")
-  _load_launcher("sweep")  # defines the --sweep_* flags in the same process
-  mod = _load_launcher("sweep" if is_sweep else "train")
-  with flagsaver.flagsaver():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["x.py", f"--flagfile={flagfile}", "--dry_run"])
-    assert mod.main(["x.py"]) == 0
+  launchers.load("train")
+  launchers.load("sweep")  # defines the --sweep_* flags in the same process
+  assert launchers.run_main("sweep" if is_sweep else "train", f"--flagfile={flagfile}",
+                            "--dry_run") == 0
   out = capsys.readouterr().out
   if is_sweep:
     assert "member 1:" in out

@@ -26,6 +26,7 @@ def test_sigkilled_run_resumes_from_last_checkpoint(tmp_path):
          f"--workdir={work}", f"--data_dir={data}", "--train.crop_size=16",
          "--train.num_steps=100000", "--train.checkpoint_every=5", "--train.log_every=5",
          "--train.eval_every=100000"]
+  # A real process on purpose: what is tested is surviving SIGKILL, which only a process can get.
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   ckpt_dir = work / "checkpoints"
   deadline = time.time() + 240

@@ -1,4 +1,4 @@
-"""The L3C lossless image codec: ImageData <-> `.l3c` bytes (l3c_spec.md Sec. 6).
+"""The L3C lossless image codec: ImageData <-> `.l3c` bytes (docs/l3c_reference.md#coding-order).
 
 Coding order, per coded plane group and tile: the steps of the model family's coding plan
 (`models.plan`; e.g. L3C: z^(S) with the uniform prior over its L levels, then z^(S-1), ..., z^(1)

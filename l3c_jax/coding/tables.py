@@ -5,10 +5,11 @@ mixture parameters (pi_k, mu_k, s_k), k < K, over an alphabet of A levels with b
 
   1. F_j = sum_k pi_k * sigma((t_j - mu_k) / s_k), in float32, at the A + 1 bin edges
      t_0 = -inf, t_j = x_min + (j - 1/2) b (0 < j < A), t_A = +inf, so the edge bins take the
-     tails exactly as in the training likelihood (l3c_spec.md Sec. 3). sigma(u) is evaluated as
+     tails exactly as in the training likelihood
+     (docs/l3c_reference.md#mixture-likelihood-and-coupling). sigma(u) is evaluated as
      1 / (1 + 2^(-u log2 e)) with our own 2^x (`exp2`: a degree-6 polynomial on [-1/2, 1/2]
      and an exponent bit shift; relative error < 1e-7, monotone), which made the tables 1.7x
-     faster than with XLA's exp on this CPU.
+     faster than with XLA's exp on this CPU (docs/measurements.md#integer-tables).
   2. C_j = floor(clip(F_j, 0, 1) * (2^24 - A)) + j, then C_0 := 0 and C_A := 2^24. Adding j
      gives every bin at least one count (the official code's "+j" trick, at 24 instead of 16
      bits); forcing C_A absorbs float rounding of sum_k pi_k into the top bin.
@@ -30,8 +31,9 @@ with a couple of chunks computed ahead while the coder works; a [16384, 256] flo
 16 MB. Per edge and component the cost is a few FMAs (exp2) and one division; the mixture is
 summed in an unrolled loop over K so XLA fuses the whole CDF into one elementwise loop (the
 dense [N, A, K] PMF of `likelihood.pmf` with an einsum over K is 5-7x slower on this CPU, see
-experiments/bench_codec.py --tables_ablation). Per-row parameters, the integer CDF and the
-differences are three jitted calls (see `frequency_table` for why).
+experiments/bench_codec.py --tables_ablation and docs/measurements.md#integer-tables). Per-row
+parameters, the integer CDF and the differences are three jitted calls (see `frequency_table` for
+why).
 """
 
 import collections
@@ -122,7 +124,8 @@ def frequency_table(logits: jax.Array, means: jax.Array, log_scales: jax.Array,
 
   The three stages are separate jitted calls on purpose: within one XLA fusion the per-row
   parameters (softmax, exp) and the integer CDF would be recomputed for every table entry
-  (XLA drops optimization barriers before fusion on CPU), which made tables 3x slower.
+  (XLA drops optimization barriers before fusion on CPU), which made tables 3x slower
+  (docs/measurements.md#integer-tables).
 
   Args:
     logits, means, log_scales: [N, K] mixture parameters (log-scales already clamped).

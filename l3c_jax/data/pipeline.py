@@ -1,7 +1,8 @@
 """Training input pipeline: random crops from folders of photos (numpy + Pillow, no JAX).
 
-Spec section 5.2: random 128x128 crops, random horizontal flip, batches of uint8 pixels, reshuffled every
-epoch, center crops for validation. The model converts uint8 to float 0..255 itself (no /255).
+As in docs/l3c_reference.md#training-recipe: random 128x128 crops, random horizontal flip, batches
+of uint8 pixels, reshuffled every epoch, center crops for validation. The model converts uint8 to
+float 0..255 itself (no /255).
 
 Determinism (needed to resume a run bit-exactly from a checkpoint):
   * the order of epoch `e` is a permutation drawn from an RNG seeded by (seed, e);
@@ -9,8 +10,9 @@ Determinism (needed to resume a run bit-exactly from a checkpoint):
 so `CropLoader(..., start_batch=k)` yields exactly batches k, k+1, ... of a fresh loader, whatever the
 thread timing. Worker threads only decode; results are assembled in index order.
 
-Only 8-bit 'RGB' images are used (the official recipe discards non-RGB photos, spec 5.1); smaller images
-and other modes are skipped and counted, with one warning.
+Only 8-bit 'RGB' images are used (the official recipe discards non-RGB photos,
+docs/l3c_reference.md#data-recipe-v3); smaller images and other modes are skipped and counted, with
+one warning.
 """
 
 import collections
@@ -297,7 +299,7 @@ class CropLoader:
 
 
 def center_crops(paths, crop_size: int, max_images: Optional[int] = None) -> np.ndarray:
-  """Center crops for validation (spec 5.2), in the order of `paths`.
+  """Center crops for validation (docs/l3c_reference.md#training-recipe), in the order of `paths`.
 
   Args:
     paths: image files, or a data directory string as in `list_images`.

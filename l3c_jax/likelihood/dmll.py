@@ -1,4 +1,5 @@
-"""Discretized mixture of logistics (paper Sec. 3.4; l3c_spec.md Sec. 3).
+"""Discretized mixture of logistics (paper Sec. 3.4;
+docs/l3c_reference.md#mixture-likelihood-and-coupling).
 
 Head parameter layout (last axis K_p): index = p*C*K + c*K + k with p = 0 mixture logits,
 1 means, 2 log-scales, 3 (RGB only) raw coupling coefficients; C target channels, K mixtures.
@@ -92,7 +93,8 @@ def _log_prob_from(logits, means, log_scales, targets, alphabet: Alphabet):
   plus_in = inv_s * (centered + b / 2)
   min_in = inv_s * (centered - b / 2)
   # NOTE(l3c-pytorch): interior bins use sigma(plus) - sigma(min) in float32 with a 1e-12 floor,
-  # exactly like the reference; PixelCNN++'s log-pdf branch for tiny bins is not used (spec 3).
+  # exactly like the reference; PixelCNN++'s log-pdf branch for tiny bins is not used
+  # (docs/l3c_reference.md#mixture-likelihood-and-coupling).
   cdf_delta = jax.nn.sigmoid(plus_in) - jax.nn.sigmoid(min_in)
   log_cdf_plus = plus_in - jax.nn.softplus(plus_in)      # lowest level takes the left tail
   log_one_minus_cdf_min = -jax.nn.softplus(min_in)       # highest level takes the right tail

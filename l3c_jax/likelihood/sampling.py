@@ -1,4 +1,4 @@
-"""Sampling from the discretized logistic mixture (paper Sec. 5.4; l3c_spec.md Sec. 3 "Sampling").
+"""Sampling from the discretized logistic mixture (paper Sec. 5.4; docs/l3c_reference.md#sampling).
 
 Pure jnp, no I/O. The mixture component is drawn with the Gumbel-max trick and the logistic by its
 inverse CDF, both from uniforms in [1e-5, 1 - 1e-5] like L3C-PyTorch. The continuous draw is then

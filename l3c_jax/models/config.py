@@ -1,4 +1,5 @@
-"""Model configurations: one frozen dataclass per model family (see `models.families`).
+"""Model configurations: one frozen dataclass per model family (see `models.families`;
+the paper's numbers: docs/l3c_reference.md#architecture).
 
 `L3CConfig` (family "l3c", the paper's model) lives in `models.l3c`, the RGB pyramid configs in
 `models.pyramid`; this module gathers them and builds any of them from a dict.

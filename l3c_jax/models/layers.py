@@ -41,7 +41,8 @@ def _conv_1x1_bwd(res, g):
   # matmul over all B*H*W positions. Why: XLA:CPU lowers the kernel gradient of a 1x1 conv to a
   # transposed-layout convolution that is ~6x slower than this dot (measured: 550 ms vs 83 ms for
   # the RGB head's 192->120 conv at batch 16 of 64^2), the largest single op of a training step;
-  # a paper-config step got 12-15 % faster (interleaved A/B, batch 16 of 64^2 and 8 of 128^2).
+  # a paper-config step got 12-15 % faster (interleaved A/B, batch 16 of 64^2 and 8 of 128^2;
+  # docs/measurements.md#training-step).
   # The result differs from the conv's only in float32 summation order. (custom_vjp: the model
   # supports reverse-mode differentiation only, which is all that training uses.)
   x, kernel = res

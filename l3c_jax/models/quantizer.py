@@ -1,4 +1,4 @@
-"""Fixed-center scalar quantizer Q (paper Sec. 3.2; l3c_spec.md Sec. 2.3)."""
+"""Fixed-center scalar quantizer Q (paper Sec. 3.2; docs/l3c_reference.md#quantizer)."""
 
 import jax
 import jax.numpy as jnp

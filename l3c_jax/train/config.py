@@ -17,7 +17,8 @@ from l3c_jax.models.l3c import L3CConfig
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Optimization, data and bookkeeping settings. Defaults are the paper recipe (spec 5.2, 5.3).
+  """Optimization, data and bookkeeping settings. Defaults are the paper recipe
+  (docs/l3c_reference.md#training-recipe).
 
   Attributes:
     crop_size: side of the random training crops (`crop` in oi.cf).
@@ -26,7 +27,8 @@ class TrainConfig:
     num_workers: image-decoding threads of the loader.
     optimizer: 'rmsprop' (the paper, PyTorch semantics) or 'adam' (optax defaults b1 0.9,
       b2 0.999, eps 1e-8), which learns much faster in short CPU runs (measured: after 80 steps
-      held-out 7.9 bpsp with Adam 1e-3 vs 9.2 with RMSprop 3e-4).
+      held-out 7.9 bpsp with Adam 1e-3 vs 9.2 with RMSprop 3e-4;
+      docs/measurements.md#training-step).
     learning_rate: initial learning rate (`lr.initial`).
     rmsprop_decay: RMSprop alpha (PyTorch default 0.99).
     rmsprop_eps: RMSprop epsilon, added after the square root as in PyTorch.

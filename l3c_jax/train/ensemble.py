@@ -5,8 +5,8 @@ scale, per-scale loss weights and quantizer sigma. States are stacked on a leadi
 Two execution modes give the same numbers:
   * 'vmap': `jax.vmap` over members (batched convolutions; the right choice on GPU/TPU).
   * 'loop': a Python-unrolled loop over members inside one `jit`. XLA:CPU turns batched weights
-    into grouped convolutions that run 2-3x slower than separate ones (measured, jax_notes.md
-    section 2), so this is the CPU default.
+    into grouped convolutions that run 2-3x slower than separate ones (measured,
+    docs/measurements.md#training-step), so this is the CPU default.
 """
 
 from typing import Callable, Sequence
