@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl import flags
 from PIL import Image
 
 from l3c_jax.models import L3CConfig
