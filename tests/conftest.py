@@ -80,3 +80,25 @@ def np_rng() -> np.random.Generator:
 def testdata_dir() -> pathlib.Path:
   """Path of tests/testdata."""
   return TESTDATA_DIR
+
+
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+
+
+def load_launcher(name: str):
+  """Imports experiments/<name>.py once per process, as `python experiments/<name>.py` would.
+
+  absl flags can be defined only once per process, hence the cache; experiments/ goes on
+  sys.path because launchers import their sibling flag modules (figure_flags, eval_flags).
+  """
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  mod_name = f"l3c_experiments_{name}"
+  if mod_name not in sys.modules:
+    if str(EXPERIMENTS_DIR) not in sys.path:
+      sys.path.insert(0, str(EXPERIMENTS_DIR))
+    spec = importlib.util.spec_from_file_location(mod_name, EXPERIMENTS_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[mod_name] = module
+  return sys.modules[mod_name]
