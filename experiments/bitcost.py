@@ -4,26 +4,24 @@ Writes one PNG: image | bits of x | bits of z^(1) | ... | bits of z^(S-1). Each 
 model's -log2 p per position: for x summed over the 3 colour channels of a pixel; for z^(s)
 summed over the C_q channels of a latent position (which covers 2^s x 2^s pixels) and shown
 upsampled (nearest) to the image size so the panels align. Titles give each scale's bpsp (bits
-over the 3*H*W sub-pixels of the image); z^(S) costs a constant C_q*log2(L) per position under
-its uniform prior and is only listed in the header. Each panel has its own colour bar, 0 to a
-high percentile of its values (--shared_scale: one range for all).
+over the 3*H*W sub-pixels of the RGB crop); z^(S) costs a constant C_q*log2(L) per position under
+its uniform prior and is only listed in the header. Each panel has its own colour bar (drawn by
+matplotlib, l3c_jax/figures.py), 0 to a high percentile of its values (--shared_scale: one range
+for all).
 
 Usage (from the repository root):
   python experiments/bitcost.py --image=../shared/data/kodak/kodim23.png --output=/tmp/bits.png
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import figure_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import figure_flags  # a sibling in experiments/
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(figure_flags)  # --help lists --image, --crop, --model, --output
 
 flags.DEFINE_enum("cmap", "inferno", ["inferno", "viridis", "gray"], "Colour map.")
 flags.DEFINE_float("percentile", 99.5, "Colour range top: this percentile of each map's values.")
@@ -62,7 +60,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from l3c_jax import visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import figures  # pylint: disable=import-outside-toplevel
 
   model, pixels, output = figure_flags.load_inputs("bitcost")
   name = os.path.basename(FLAGS.image)
@@ -77,21 +75,19 @@ def main(argv):
   total = sum(bpsp.values())
   print(f"{name} {height}x{width}: {total:.4f} bpsp = " +
         " + ".join(f"{k} {v:.4f}" for k, v in bpsp.items()) + f" ({top_name} uniform)")
-  cells = [pixels]
   titles = [f"{name}\n{height}x{width}"]
-  for s, (m, top) in enumerate(zip(maps, tops)):
+  units = []
+  for s, m in enumerate(maps):
     key = "x" if s == 0 else f"z{s}"
-    heat = visualize.apply_colormap(m, 0.0, top, FLAGS.cmap)
-    unit = "bits per pixel\n(R+G+B)" if s == 0 else \
-        f"bits per z{s} position\n({2 ** s}x{2 ** s} pixels)"
-    bar = visualize.colorbar(width, 0.0, top, FLAGS.cmap, label=unit)
-    cells.append(visualize.stack_vertical([heat, bar]))
+    units.append("bits per pixel (R+G+B)" if s == 0 else
+                 f"bits per z{s} position ({2 ** s}x{2 ** s} pixels)")
     titles.append(f"{key}: {bpsp[key]:.3f} bpsp\nmean {m.mean():.2f}, max {m.max():.1f} bits")
   title = (f"Bits per scale: {total:.3f} bpsp = " +
            " + ".join(f"{k} {v:.3f}" for k, v in bpsp.items()) +
            f" ({top_name}: uniform prior, not shown)")
-  fig = visualize.labeled_grid([cells], column_titles=titles, title=title)
-  figure_flags.save_figure(fig, output)
+  chart = figures.heat_maps(pixels, maps, titles, units, tops, output, title=title,
+                            cmap=FLAGS.cmap)
+  figure_flags.report_figure(chart)
   return 0
 
 

@@ -27,12 +27,13 @@ from absl import flags
 from l3c_jax.evaluation import classical, runner, sets, tables, writers
 
 import eval_flags  # pylint: disable=g-bad-import-order  (a sibling in experiments/)
+import model_flags  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(eval_flags)  # --help lists the shared flags too
+flags.adopt_module_key_flags(model_flags)
 DEFAULT_SETS = "kodak"
 
-flags.DEFINE_string("model", "", "Model folder for l3c_jax.load_model; empty: the shipped default.")
 flags.DEFINE_string("model_name", "L3C-JAX", "Name of our model in tables.")
 flags.DEFINE_bool("ours", True, "Evaluate our learned codec.")
 flags.DEFINE_string("title", "Lossless compression, bits per sub-pixel", "Report title.")

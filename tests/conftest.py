@@ -99,6 +99,8 @@ def load_launcher(name: str):
       sys.path.insert(0, str(EXPERIMENTS_DIR))
     spec = importlib.util.spec_from_file_location(mod_name, EXPERIMENTS_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # Registered before it runs, so absl files its flags under this module's name (as the key
+    # flags that `--help` lists), not under importlib's.
     sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
   return sys.modules[mod_name]
