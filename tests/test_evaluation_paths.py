@@ -12,24 +12,19 @@ import pytest
 from PIL import Image
 
 from l3c_jax import cli
-from l3c_jax import model_io
 from l3c_jax.data import images
 from l3c_jax.evaluation import counting
 
 from conftest import load_launcher
+# The command line's fixtures: a tiny random model on disk, no XLA cache under ~/.cache.
+from test_cli import model_dir, no_home_cache  # pylint: disable=unused-import
 
 SIZE = (12, 10)  # H, W: not a multiple of the padding factor, so padding must not be counted
 
 
-@pytest.fixture(autouse=True)
-def no_home_cache(monkeypatch):
-  monkeypatch.setenv("L3C_JAX_CACHE_DIR", "off")
-
-
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, tiny_config, tiny_params):
+def setup(tmp_path_factory, model_dir):  # pylint: disable=redefined-outer-name
   root = tmp_path_factory.mktemp("paths")
-  model_dir = model_io.save_model(str(root / "model"), tiny_config, tiny_params)
   data = root / "imgs"
   data.mkdir()
   rng = np.random.default_rng(5)
