@@ -104,3 +104,17 @@ def load_launcher(name: str):
     sys.modules[mod_name] = module
     spec.loader.exec_module(module)
   return sys.modules[mod_name]
+
+
+def run_launcher(name: str, argv) -> int:
+  """Runs experiments/<name>.py's main() in this process with flags `argv`; its exit status.
+
+  Flags are parsed afresh and restored afterwards, so launchers can run one after another.
+  """
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from absl.testing import flagsaver  # pylint: disable=import-outside-toplevel
+  module = load_launcher(name)
+  with flagsaver.flagsaver():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS([f"{name}.py"] + [str(a) for a in argv])
+    return module.main([f"{name}.py"])

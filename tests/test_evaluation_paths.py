@@ -5,8 +5,6 @@ import io
 import json
 import os
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,7 +13,7 @@ from l3c_jax import cli
 from l3c_jax.data import images
 from l3c_jax.evaluation import counting
 
-from conftest import load_launcher
+from conftest import run_launcher
 # The command line's fixtures: a tiny random model on disk, no XLA cache under ~/.cache.
 from test_cli import model_dir, no_home_cache  # pylint: disable=unused-import
 
@@ -35,14 +33,6 @@ def setup(tmp_path_factory, model_dir):  # pylint: disable=redefined-outer-name
   return str(model_dir), str(data), root
 
 
-def _launcher(name, argv):
-  mod = load_launcher(name)
-  with flagsaver.flagsaver():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["x"] + argv)
-    assert mod.main(["x"]) == 0
-
-
 def _cli_rows(model_dir, data, root):
   out, err = io.StringIO(), io.StringIO()
   report = root / "cli.json"
@@ -60,12 +50,13 @@ def test_cli_eval_evaluate_and_reproduce_table_count_the_same_bpsp(setup, capsys
   pytest.importorskip("imagecodecs")
   model_dir, data, root = setup
   by_cli = _cli_rows(model_dir, data, root)
-  _launcher("evaluate", [f"--sets={data}", f"--model={model_dir}", "--model_name=tiny",
-                         "--codecs=png", f"--output_dir={root / 'eval'}"])
+  assert run_launcher("evaluate", [f"--sets={data}", f"--model={model_dir}",
+                                   "--model_name=tiny", "--codecs=png",
+                                   f"--output_dir={root / 'eval'}"]) == 0
   by_eval = _launcher_rows(root / "eval" / "results.json", "tiny")
-  _launcher("reproduce_table", [f"--sets={data}", f"--models=tiny={model_dir}",
-                                "--default_model=false", "--codecs=png",
-                                f"--output_dir={root / 'table'}"])
+  assert run_launcher("reproduce_table", [f"--sets={data}", f"--models=tiny={model_dir}",
+                                          "--default_model=false", "--codecs=png",
+                                          f"--output_dir={root / 'table'}"]) == 0
   by_table = _launcher_rows(root / "table" / "results.json", "tiny")
   png = _launcher_rows(root / "eval" / "results.json", "PNG")
   capsys.readouterr()

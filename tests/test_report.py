@@ -4,15 +4,16 @@ import csv
 import json
 import math
 import os
-import subprocess
-import sys
 
+from absl import app
 import numpy as np
 import pytest
 from PIL import Image
 
 from l3c_jax.data import images
 from l3c_jax.evaluation import runner, sets, tables, writers
+
+from conftest import run_launcher
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,9 +160,6 @@ def test_paper_method_for_model_maps_rgb_baselines():
   assert tables.paper_method_for_model("official") == "L3C"
 
 
-def _run_script(args, cwd):
-  return subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
-                        timeout=60)
 
 
 def _tiny_set(root):
@@ -177,20 +175,17 @@ def test_evaluate_script_writes_json_markdown_and_chart(tmp_path):
   pytest.importorskip("imagecodecs")
   data = _tiny_set(tmp_path)
   out = tmp_path / "out"
-  proc = _run_script([os.path.join(REPO, "experiments", "evaluate.py"), f"--data_dir={data}",
-                      "--sets=tiny", "--codecs=png", "--ours=false", f"--output_dir={out}"],
-                     cwd=REPO)
-  assert proc.returncode == 0, proc.stderr
+  assert run_launcher("evaluate", [f"--data_dir={data}", "--sets=tiny", "--codecs=png",
+                                   "--ours=false", f"--output_dir={out}"]) == 0
   results = json.loads((out / "results.json").read_text())
   assert [s["method"] for s in results["summary"]] == ["PNG"]
   assert results["summary"][0]["num_images"] == 2
   assert "| PNG |" in (out / "results.md").read_text()
   with Image.open(out / "chart.png") as im:
     assert im.format == "PNG"
-  missing = _run_script([os.path.join(REPO, "experiments", "evaluate.py"), f"--data_dir={data}",
-                         "--sets=nope", "--codecs=png", "--ours=false", f"--output_dir={out}"],
-                        cwd=REPO)
-  assert missing.returncode != 0 and "not found" in missing.stderr
+  with pytest.raises(app.UsageError, match="not found"):
+    run_launcher("evaluate", [f"--data_dir={data}", "--sets=nope", "--codecs=png",
+                              "--ours=false", f"--output_dir={out}"])
 
 
 def test_reproduce_table_script_skips_missing_sets_and_writes_table(tmp_path):
@@ -198,10 +193,9 @@ def test_reproduce_table_script_skips_missing_sets_and_writes_table(tmp_path):
   data = _tiny_set(tmp_path)
   (data / "kodak").symlink_to(data / "tiny")
   out = tmp_path / "t1"
-  proc = _run_script([os.path.join(REPO, "experiments", "reproduce_table.py"),
-                      f"--data_dir={data}", "--sets=kodak,clic_mobile", "--codecs=png",
-                      "--default_model=false", "--max_images=1", f"--output_dir={out}"], cwd=REPO)
-  assert proc.returncode == 0, proc.stderr
+  assert run_launcher("reproduce_table", [f"--data_dir={data}", "--sets=kodak,clic_mobile",
+                                          "--codecs=png", "--default_model=false",
+                                          "--max_images=1", f"--output_dir={out}"]) == 0
   table = (out / "table.md").read_text()
   assert "| method | Kodak ours | Kodak paper | CLIC.mobile ours | CLIC.mobile paper |" in table
   assert "4.457 [M]" in table  # published PNG on Kodak beside the measured one

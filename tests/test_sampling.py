@@ -1,8 +1,6 @@
 """Tests of mixture sampling (l3c_jax/likelihood/sampling.py), the scale-wise sampler
 (l3c_jax/sampling.py) and experiments/sample.py."""
 
-from absl import flags
-from absl.testing import flagsaver
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +11,7 @@ from l3c_jax import figures, likelihood, model_io, sampling
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig
-from conftest import load_launcher, random_params
+from conftest import random_params, run_launcher
 
 RGB = likelihood.RGB_ALPHABET
 LATENT = likelihood.latent_alphabet(25, -1.0, 1.0)
@@ -297,12 +295,8 @@ def write_small_model_and_image(tmp_path):
 
 def run_script(name, model_dir, image, out, *extra_flags):
   """Runs experiments/<name>.py's main() on a 16x16 crop; asserts exit status 0."""
-  mod = load_launcher(name)
-  with flagsaver.flagsaver():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["x", f"--model={model_dir}", f"--image={image}", "--crop=16",
-                 f"--output={out}", *extra_flags])
-    assert mod.main(["x"]) == 0
+  assert run_launcher(name, [f"--model={model_dir}", f"--image={image}", "--crop=16",
+                             f"--output={out}", *extra_flags]) == 0
 
 
 def test_sample_script_writes_grid(tmp_path, capsys, monkeypatch):
