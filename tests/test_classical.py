@@ -5,7 +5,6 @@ import types
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from l3c_jax.data import images
 from l3c_jax.evaluation import classical

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from l3c_jax.data import images
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
 
 # Tags that keep the two RNG streams (epoch permutations, per-batch crops) apart even when an epoch index
@@ -327,8 +329,7 @@ def center_crops(paths, crop_size: int, max_images: Optional[int] = None) -> np.
     if min(h, w) < c:
       skipped['too_small'] += 1
       continue
-    y, x = (h - c) // 2, (w - c) // 2
-    crops.append(img[y:y + c, x:x + c])
+    crops.append(images.center_crop(img, c))
   if skipped:
     warnings.warn(f'center_crops: skipped {sum(skipped.values())} images ({_format_counts(skipped)}; '
                   f'crop {c}, RGB only)', stacklevel=2)

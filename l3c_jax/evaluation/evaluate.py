@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Dict, Iterable, Optional, Sequence, TextIO
 
 import numpy as np
 

@@ -127,12 +127,13 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
       if s["set"] != st:
         continue
       rows.append([s["method"], s["num_images"], fmt(s["bpsp_mean"], 4), fmt(s["bpsp_total"], 4),
-                   fmt(s["bpp_mean"], 4), fmt(s["bpsp_theoretical_mean"], 4), fmt(s["encode_s_median"]),
-                   fmt(s["decode_s_median"]), f"{s['num_exact']}/{s['num_images']}"])
+                   fmt(s["bpp_mean"], 4), fmt(s["bpsp_theoretical_mean"], 4),
+                   fmt(s["encode_s_median"]), fmt(s["decode_s_median"]),
+                   f"{s['num_exact']}/{s['num_images']}"])
     out.append(f"\n### {SET_TITLES.get(st, st)}\n")
     out.append(markdown_table(
-        ["method", "images", "bpsp mean", "bpsp total", "bpp mean", "theoretical mean", "encode s (median)",
-         "decode s (median)", "bit-exact"], rows))
+        ["method", "images", "bpsp mean", "bpsp total", "bpp mean", "theoretical mean",
+         "encode s (median)", "decode s (median)", "bit-exact"], rows))
   return "".join(out)
 
 

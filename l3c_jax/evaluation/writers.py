@@ -1,4 +1,4 @@
-"""Writers of an evaluation's results: CSV, strict JSON, the environment header, the result folder."""
+"""Writers of an evaluation's results: CSV, strict JSON, environment header, the result folder."""
 
 import csv
 import json
