@@ -125,12 +125,11 @@ def _scan(paths: Sequence[str], min_side: int, what: str):
 
 
 def _decode_rgb(path: str) -> np.ndarray:
-  """Decodes a whole image to uint8 [H, W, 3]; raises on corrupt or non-RGB files."""
-  with Image.open(path) as im:
-    if im.mode != 'RGB':
-      raise ValueError(f'mode {im.mode}')
-    im.load()
-    return np.asarray(im, dtype=np.uint8)
+  """Decodes a whole image to uint8 [H, W, 3]; raises on corrupt, >8-bit or non-RGB files."""
+  image = images.read_image(path)
+  if image.mode != 'RGB':
+    raise ValueError(f'mode {image.mode}')
+  return image.pixels
 
 
 class CropLoader:
