@@ -228,8 +228,9 @@ def image_grid(cells: Sequence[Sequence[Optional[np.ndarray]]], path: str,
     Chart with labels = column titles.
   """
   num_rows, num_cols = len(cells), max(len(r) for r in cells)
+  # Constrained layout keeps the figure title clear of multi-line column titles.
   fig, axes = plt.subplots(num_rows, num_cols, figsize=(3.2 * num_cols, 3.4 * num_rows),
-                           squeeze=False)
+                           squeeze=False, layout="constrained")
   for i in range(num_rows):
     for j in range(num_cols):
       ax = axes[i, j]
