@@ -147,3 +147,12 @@ def test_to_rgb_replicates_gray_and_looks_up_palettes():
   palette = images.from_pil(images.to_pil(images.from_array(rgb)).quantize(4))
   colours = np.frombuffer(palette.palette, np.uint8).reshape(-1, 3)
   np.testing.assert_array_equal(images.to_rgb(palette), colours[palette.pixels])
+
+
+def test_list_images_recursive_walks_sub_directories_in_natural_order(tmp_path):
+  for rel in ("b/10.jpg", "b/2.JPEG", "a.png", "b/c/1.webp", "b/c/skip.txt"):
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_bytes(b"")
+  got = [os.path.relpath(p, tmp_path) for p in images.list_images(tmp_path, recursive=True)]
+  assert got == ["a.png", "b/2.JPEG", "b/10.jpg", "b/c/1.webp"]
+  assert [os.path.basename(p) for p in images.list_images(tmp_path)] == ["a.png"]

@@ -215,30 +215,46 @@ def _natural_key(name: str):
   return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
+def _raise(err: OSError):
+  raise err
+
+
 def list_images(paths: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
-                max_images: Optional[int] = None) -> List[str]:
-  """Image files named by `paths`: directories expand to the image files directly inside them.
+                max_images: Optional[int] = None, recursive: bool = False) -> List[str]:
+  """Image files named by `paths`: directories expand to the image files inside them.
+
+  The one image lister: evaluation (flat folders of test images) and training (`pipeline`,
+  recursive over photo collections) both use it.
 
   Args:
     paths: one path or a sequence of paths; a directory contributes its files with an
-      `IMAGE_EXTENSIONS` suffix (any case, not recursive) in natural order ('2' before '10'),
-      a file is taken as given.
+      `IMAGE_EXTENSIONS` suffix (any case) in natural order ('2' before '10'), a file is taken
+      as given.
     max_images: keep only the first N of each directory (None or <= 0: all).
+    recursive: also list the files in sub-directories (symbolic links followed), ordered by
+      their path relative to the directory.
   Returns:
     file paths, in the order of `paths`.
   Raises:
     FileNotFoundError: a path does not exist.
+    OSError: a directory cannot be read.
   """
   if isinstance(paths, (str, os.PathLike)):
     paths = [paths]
   out = []
   for p in map(str, paths):
     if os.path.isdir(p):
-      names = sorted((n for n in os.listdir(p) if n.lower().endswith(IMAGE_EXTENSIONS)
-                      and os.path.isfile(os.path.join(p, n))), key=_natural_key)
+      walk = os.walk(p, onerror=_raise, followlinks=True) if recursive else [
+          (p, None, os.listdir(p))]
+      found = []
+      for root, _, files in walk:
+        found.extend(os.path.relpath(os.path.join(root, n), p) for n in files
+                     if n.lower().endswith(IMAGE_EXTENSIONS)
+                     and os.path.isfile(os.path.join(root, n)))
+      found.sort(key=_natural_key)
       if max_images is not None and max_images > 0:
-        names = names[:max_images]
-      out.extend(os.path.join(p, n) for n in names)
+        found = found[:max_images]
+      out.extend(os.path.join(p, n) for n in found)
     elif os.path.isfile(p):
       out.append(p)
     else:

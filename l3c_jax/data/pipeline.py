@@ -25,8 +25,6 @@ from PIL import Image
 
 from l3c_jax.data import images
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
-
 # Tags that keep the two RNG streams (epoch permutations, per-batch crops) apart even when an epoch index
 # equals a batch index.
 _PERMUTATION_STREAM = 0
@@ -49,37 +47,32 @@ def _split_dirs(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str
 
 
 def list_images(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str]:
-  """Lists the image files under one or more directories, recursively.
+  """Lists the image files under one or more directories, recursively (`images.list_images`).
 
   Args:
     data_dir_or_dirs: a directory, a comma-separated string of directories, or a list of directories.
 
   Returns:
-    Sorted, de-duplicated paths of files with extension png/jpg/jpeg/webp/bmp (any case).
+    Sorted (plain string order, which fixes the epoch permutations of a run), de-duplicated paths
+    of files with an `images.IMAGE_EXTENSIONS` suffix (any case).
 
   Raises:
     DataError: a directory does not exist or cannot be read, or no image is found.
   """
   dirs = _split_dirs(data_dir_or_dirs)
-  paths = set()
   for d in dirs:
     if not os.path.isdir(d):
       raise DataError(f'data directory does not exist: {d}')
     if not os.access(d, os.R_OK | os.X_OK):
       raise DataError(f'data directory is not readable: {d}')
-
-    def _raise(err, d=d):
-      raise DataError(f'cannot read data directory {d}: {err.strerror or err}')
-
-    for root, subdirs, files in os.walk(d, onerror=_raise, followlinks=True):
-      subdirs.sort()
-      for name in files:
-        if name.lower().endswith(IMAGE_EXTENSIONS):
-          paths.add(os.path.join(root, name))
+  try:
+    paths = sorted(set(images.list_images(dirs, recursive=True)))
+  except OSError as err:
+    raise DataError(f'cannot read data directory {err.filename}: {err.strerror or err}') from None
   if not paths:
-    raise DataError(f'no images ({"/".join(e[1:] for e in IMAGE_EXTENSIONS)}) found in '
+    raise DataError(f'no images ({"/".join(e[1:] for e in images.IMAGE_EXTENSIONS)}) found in '
                     f'{",".join(dirs)}')
-  return sorted(paths)
+  return paths
 
 
 def _resolve_paths(paths) -> List[str]:
