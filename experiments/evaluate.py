@@ -57,7 +57,7 @@ def main(argv):
   learned = runner.load_learned([(FLAGS.model_name, FLAGS.model)] if FLAGS.ours else [], notes)
   try:
     rows, resolved, codecs = runner.run_benchmark(sets.parse_list(FLAGS.sets or DEFAULT_SETS),
-                                                  FLAGS.data_dir, codecs, learned,
+                                                  eval_flags.data_dir(), codecs, learned,
                                                   FLAGS.max_images, notes)
   except ValueError as e:  # a named set that does not exist
     raise app.UsageError(str(e)) from e

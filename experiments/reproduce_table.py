@@ -85,7 +85,7 @@ def main(argv):
   set_names = sets.parse_list(FLAGS.sets or DEFAULT_SETS)
 
   learned = runner.load_learned(model_specs, notes)
-  rows, resolved, codecs = runner.run_benchmark(set_names, FLAGS.data_dir, codecs, learned,
+  rows, resolved, codecs = runner.run_benchmark(set_names, eval_flags.data_dir(), codecs, learned,
                                                 FLAGS.max_images, notes, strict_sets=False)
   summary = tables.summarize(rows)
   settings = {

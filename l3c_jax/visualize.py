@@ -1,4 +1,4 @@
-"""Array helpers for figures (numpy only); the figures themselves are drawn by l3c_jax/figures.py."""
+"""Array helpers for figures (numpy only); figures are drawn by l3c_jax/figures.py."""
 
 import numpy as np
 
