@@ -4,26 +4,24 @@ Writes one PNG: image | bits of x | bits of z^(1) | ... | bits of z^(S-1). Each 
 model's -log2 p per position: for x summed over the 3 colour channels of a pixel; for z^(s)
 summed over the C_q channels of a latent position (which covers 2^s x 2^s pixels) and shown
 upsampled (nearest) to the image size so the panels align. Titles give each scale's bpsp (bits
-over the 3*H*W sub-pixels of the image); z^(S) costs a constant C_q*log2(L) per position under
-its uniform prior and is only listed in the header. Each panel has its own colour bar, 0 to a
-high percentile of its values (--shared_scale: one range for all).
+over the 3*H*W sub-pixels of the RGB crop); z^(S) costs a constant C_q*log2(L) per position under
+its uniform prior and is only listed in the header. Each panel has its own colour bar (drawn by
+matplotlib, l3c_jax/figures.py), 0 to a high percentile of its values (--shared_scale: one range
+for all).
 
 Usage (from the repository root):
   python experiments/bitcost.py --image=../shared/data/kodak/kodim23.png --output=/tmp/bits.png
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import figure_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import figure_flags  # a sibling in experiments/
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(figure_flags)  # --help lists --image, --crop, --model, --output
 
 flags.DEFINE_enum("cmap", "inferno", ["inferno", "viridis", "gray"], "Colour map.")
 flags.DEFINE_float("percentile", 99.5, "Colour range top: this percentile of each map's values.")
@@ -31,30 +29,29 @@ flags.DEFINE_boolean("shared_scale", False, "One colour range for all maps (the 
 
 
 def bit_maps(config, params, x):
-  """Per-position bits of each predicted scale at image resolution and the bpsp of every scale.
+  """Per-position bits of every coded group at image resolution and the bpsp of every group.
 
   Args:
     x: [1, H, W, 3] float32 pixels.
   Returns:
-    (maps, bpsp): maps is a list of S numpy [H, W] arrays (x: bits per pixel; z^(s): bits per
-    latent position, repeated over its 2^s x 2^s pixels); bpsp maps 'x', 'z1', ... to floats.
+    (maps, bpsp, scales): maps {group: numpy [H, W]} for the groups with a head, finest first
+    ('x': bits per pixel; a coarser group: bits per position of its grid, repeated over the
+    2^s x 2^s pixels it covers); bpsp {group: float} for every group (the top one under its
+    uniform prior last); scales {group: paper scale s}.
   """
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from l3c_jax import losses, visualize  # pylint: disable=import-outside-toplevel
-  from l3c_jax.models.l3c import L3C  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models import families  # pylint: disable=import-outside-toplevel
 
-  @jax.jit
-  def run(p, img):
-    out = L3C(config).apply({"params": p}, img)
-    return ([jax.numpy.sum(m[0], axis=-1) for m in losses.nll_bits_maps(out, img, config)],
-            losses.bits_per_scale(out, img, config))
-
-  maps, bits = jax.device_get(run(params, x))
+  maps, bits = jax.device_get((losses.bit_maps(config, params, x),
+                               losses.model_bits(config, params, x)))
   n = 3 * x.shape[1] * x.shape[2]
   bpsp = {k: float(v) / n for k, v in bits.items()}
-  maps = [visualize.upsample_nearest(np.asarray(m, np.float64), 2 ** s) for s, m in enumerate(maps)]
-  return maps, bpsp
+  scales = {step.group: step.scale for step in families.plan(config)}
+  maps = {g: visualize.upsample_nearest(np.asarray(m[0], np.float64), 2 ** scales[g])
+          for g, m in maps.items()}
+  return maps, bpsp, scales
 
 
 def main(argv):
@@ -62,36 +59,34 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from l3c_jax import visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import figures  # pylint: disable=import-outside-toplevel
 
   model, pixels, output = figure_flags.load_inputs("bitcost")
   name = os.path.basename(FLAGS.image)
   cfg = model.config
   height, width = pixels.shape[:2]
-  maps, bpsp = bit_maps(cfg, model.params, jnp.asarray(pixels, jnp.float32)[None])
+  maps, bpsp, scales = bit_maps(cfg, model.params, jnp.asarray(pixels, jnp.float32)[None])
 
-  tops = [max(float(np.percentile(m, FLAGS.percentile)), 1e-6) for m in maps]
+  tops = [max(float(np.percentile(m, FLAGS.percentile)), 1e-6) for m in maps.values()]
   if FLAGS.shared_scale:
     tops = [max(tops)] * len(tops)
-  top_name = f"z{cfg.num_scales}"
+  top_name = list(bpsp)[-1]  # the coarsest group, coded with a uniform prior
   total = sum(bpsp.values())
   print(f"{name} {height}x{width}: {total:.4f} bpsp = " +
         " + ".join(f"{k} {v:.4f}" for k, v in bpsp.items()) + f" ({top_name} uniform)")
-  cells = [pixels]
   titles = [f"{name}\n{height}x{width}"]
-  for s, (m, top) in enumerate(zip(maps, tops)):
-    key = "x" if s == 0 else f"z{s}"
-    heat = visualize.apply_colormap(m, 0.0, top, FLAGS.cmap)
-    unit = "bits per pixel\n(R+G+B)" if s == 0 else \
-        f"bits per z{s} position\n({2 ** s}x{2 ** s} pixels)"
-    bar = visualize.colorbar(width, 0.0, top, FLAGS.cmap, label=unit)
-    cells.append(visualize.stack_vertical([heat, bar]))
+  units = []
+  for key, m in maps.items():
+    s = scales[key]
+    units.append("bits per pixel (R+G+B)" if s == 0 else
+                 f"bits per {key} position ({2 ** s}x{2 ** s} pixels)")
     titles.append(f"{key}: {bpsp[key]:.3f} bpsp\nmean {m.mean():.2f}, max {m.max():.1f} bits")
   title = (f"Bits per scale: {total:.3f} bpsp = " +
            " + ".join(f"{k} {v:.3f}" for k, v in bpsp.items()) +
            f" ({top_name}: uniform prior, not shown)")
-  fig = visualize.labeled_grid([cells], column_titles=titles, title=title)
-  figure_flags.save_figure(fig, output)
+  chart = figures.heat_maps(pixels, list(maps.values()), titles, units, tops, output, title=title,
+                            cmap=FLAGS.cmap)
+  figure_flags.report_figure(chart)
   return 0
 
 

@@ -6,8 +6,10 @@ through `imagecodecs` (PNG zlib 9, WebP lossless method 6 / level 100, JPEG 2000
 JPEG XL lossless effort 9), each decoded and checked bit-exact, with times. Writes
 results.json, results.md, per_image.csv, summary.csv and chart.png to --output_dir.
 
-Grayscale images (e.g. cset14/bridge.png) are evaluated as RGB, the gray value replicated into
-three channels, for every codec alike; bpsp counts 3*H*W sub-pixels.
+Images are evaluated in their own mode (gray stays gray, palette stays palette) by our codec
+and, as far as each supports it, by the classical codecs; bpp and bpsp follow the one counting
+rule of l3c_jax/evaluation/counting.py (a gray image has one sub-pixel per pixel), the same as
+`l3c-jax eval`.
 
 Usage (from the repository root):
   python experiments/evaluate.py --data_dir=../shared/data --sets=kodak,val/mcmaster,val/cset14 \
@@ -22,24 +24,18 @@ import time
 from absl import app
 from absl import flags
 
-try:
-  from l3c_jax.evaluation import classical, report
-except ImportError:  # Run as a script from a checkout: add the repository root.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from l3c_jax.evaluation import classical, report
+from l3c_jax.evaluation import classical, runner, sets, tables, writers
+
+import eval_flags  # pylint: disable=g-bad-import-order  (a sibling in experiments/)
+import model_flags  # pylint: disable=g-bad-import-order
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(eval_flags)  # --help lists the shared flags too
+flags.adopt_module_key_flags(model_flags)
+DEFAULT_SETS = "kodak"
 
-flags.DEFINE_string("data_dir", "../shared/data", "Folder holding the set folders.")
-flags.DEFINE_string("sets", "kodak", "Comma-separated sets: named sets (kodak, clic_mobile, ...), "
-                    "sub-paths of --data_dir (val/mcmaster) or absolute folders.")
-flags.DEFINE_string("model", "", "Model folder for l3c_jax.load_model; empty: the shipped default.")
 flags.DEFINE_string("model_name", "L3C-JAX", "Name of our model in tables.")
-flags.DEFINE_bool("ours", True, "Evaluate our learned codec (skipped with a note if unavailable).")
-flags.DEFINE_integer("max_images", 0, "Use only the first N images of each set (0: all).")
-flags.DEFINE_string("output_dir", None, "Where results.json / results.md / chart.png go.")
-flags.DEFINE_string("codecs", "png,webp,jpeg2000,jpegxl",
-                    "Classical codecs: any of png,webp,jpeg2000,jpegxl; 'all'; 'none'.")
+flags.DEFINE_bool("ours", True, "Evaluate our learned codec.")
 flags.DEFINE_string("title", "Lossless compression, bits per sub-pixel", "Report title.")
 
 
@@ -58,10 +54,11 @@ def main(argv):
     codecs = classical.parse_codecs(FLAGS.codecs)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  coders = report.build_coders([(FLAGS.model_name, FLAGS.model)] if FLAGS.ours else [], notes)
+  learned = runner.load_learned([(FLAGS.model_name, FLAGS.model)] if FLAGS.ours else [], notes)
   try:
-    rows, resolved, codecs = report.run_benchmark(report.parse_list(FLAGS.sets), FLAGS.data_dir,
-                                                  codecs, coders, FLAGS.max_images, notes)
+    rows, resolved, codecs = runner.run_benchmark(sets.parse_list(FLAGS.sets or DEFAULT_SETS),
+                                                  eval_flags.data_dir(), codecs, learned,
+                                                  FLAGS.max_images, notes)
   except ValueError as e:  # a named set that does not exist
     raise app.UsageError(str(e)) from e
   if not rows:
@@ -69,19 +66,19 @@ def main(argv):
   settings = {
       "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
       "sets": {es.label: es.directory for es in resolved},
-      "model": (FLAGS.model or "default") if coders else "not evaluated",
+      "model": (FLAGS.model or "default") if learned else "not evaluated",
       "max_images": FLAGS.max_images or "all",
       "codec_settings": {classical.CODEC_NAMES[c]: classical.CODEC_SETTINGS[c] for c in codecs},
-      "grayscale_policy": "evaluated as RGB (gray replicated to 3 channels) for every codec",
-      "environment": report.environment_info(),
+      "environment": writers.environment_info(),
       "wall_clock_s": round(time.time() - t0, 1),
   }
-  paths = report.write_results(FLAGS.output_dir, rows, settings, notes, title=FLAGS.title)
-  for s in report.summarize(rows):
+  paths = writers.write_results(FLAGS.output_dir, rows, settings, notes, title=FLAGS.title)
+  for s in tables.summarize(rows):
     theo = ("" if s["bpsp_theoretical_mean"] is None
             else f"  theoretical {s['bpsp_theoretical_mean']:.4f}")
     print(f"{s['set']:>16s}  {s['method']:<12s} {s['num_images']:3d} images  "
-          f"mean {s['bpsp_mean']:.4f} bpsp  total {s['bpsp_total']:.4f}{theo}  "
+          f"mean {s['bpsp_mean']:.4f} bpsp ({s['bpp_mean']:.4f} bpp)  "
+          f"total {s['bpsp_total']:.4f}{theo}  "
           f"enc {s['encode_s_median']:.3f}s dec {s['decode_s_median']:.3f}s (median)")
   _log("wrote " + ", ".join(paths.values()))
   mismatches = [r for r in rows if not r["exact"]]

@@ -1,7 +1,7 @@
 """Training curve of a run: `python experiments/plot_training.py --workdir=RUN --output=curve.png`.
 
 Reads WORKDIR/metrics.jsonl (written by train.py) and draws train bpsp (mean over each logging
-interval) and validation bpsp against the step, with Pillow (l3c_jax.evaluation.report).
+interval) and validation bpsp against the step (matplotlib, l3c_jax/figures.py).
 Also prints a small table: step, hours, train bpsp, validation bpsp.
 """
 
@@ -11,8 +11,6 @@ import sys
 
 from absl import app
 from absl import flags
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 flags.DEFINE_string("workdir", None, "Run directory holding metrics.jsonl.", required=True)
 flags.DEFINE_string("output", "training_curve.png", "Output PNG.")
@@ -42,7 +40,7 @@ def read_curves(workdir: str):
 
 def main(argv):
   del argv
-  from l3c_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  from l3c_jax import figures  # pylint: disable=g-import-not-at-top
   try:
     steps, curves, hours = read_curves(FLAGS.workdir)
   except FileNotFoundError as e:
@@ -51,8 +49,8 @@ def main(argv):
   if not steps:
     print("plot_training.py: error: metrics.jsonl has no records", file=sys.stderr)
     return 1
-  report.plot_curve(steps, curves, FLAGS.output, xlabel="step", ylabel="bpsp",
-                    title=FLAGS.title or os.path.basename(os.path.abspath(FLAGS.workdir)))
+  figures.line_chart(steps, curves, FLAGS.output, xlabel="step", ylabel="bpsp",
+                     title=FLAGS.title or os.path.basename(os.path.abspath(FLAGS.workdir)))
   print(f"{'step':>7} {'hours':>6} {'train':>8} {'val':>8}")
   for s, h, t, v in zip(steps, hours, curves["train bpsp"], curves["validation bpsp"]):
     if v is not None:

@@ -11,7 +11,7 @@ that exists under --data_dir:
   div2k_val          DIV2K validation HR (div2k_val, DIV2K_valid_HR, ...)
   kodak              Kodak (kodak)
 
-(see l3c_jax/evaluation/report.py NAMED_SETS; sub-paths like val/mcmaster work too). Writes to
+(see l3c_jax/evaluation/sets.py NAMED_SETS; sub-paths like val/mcmaster work too). Writes to
 --output_dir: table.md and table.csv (measured actual and theoretical bpsp beside the published
 numbers of experiments/reference/paper_numbers.csv, each with its source tag), chart.png, and the
 full per-image results (results.json, results.md, per_image.csv, summary.csv).
@@ -32,27 +32,21 @@ import time
 from absl import app
 from absl import flags
 
-try:
-  from l3c_jax.evaluation import classical, report
-except ImportError:  # Run as a script from a checkout: add the repository root.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from l3c_jax.evaluation import classical, report
+from l3c_jax import figures
+from l3c_jax.evaluation import classical, runner, sets, tables, writers
+
+import eval_flags  # pylint: disable=g-bad-import-order  (a sibling in experiments/)
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(eval_flags)  # --help lists the shared flags too
+DEFAULT_SETS = "openimages_val500,clic_mobile,clic_pro,div2k_val,kodak"
 
 DEFAULT_PAPER_NUMBERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
                                      "paper_numbers.csv")
 
-flags.DEFINE_string("data_dir", "../shared/data", "Folder holding the set folders.")
-flags.DEFINE_string("sets", "openimages_val500,clic_mobile,clic_pro,div2k_val,kodak",
-                    "Comma-separated sets; those not found under --data_dir are skipped.")
 flags.DEFINE_string("models", "", "Comma-separated name=model_dir pairs (ours, official, rgb).")
 flags.DEFINE_bool("default_model", True, "Also evaluate the shipped default model.")
 flags.DEFINE_string("default_model_name", "L3C-JAX (default)", "Table name of the default model.")
-flags.DEFINE_integer("max_images", 0, "Use only the first N images of each set (0: all).")
-flags.DEFINE_string("output_dir", None, "Where table.md / table.csv / chart.png go.")
-flags.DEFINE_string("codecs", "png,jpeg2000,webp,jpegxl",
-                    "Classical codecs: any of png,webp,jpeg2000,jpegxl; 'all'; 'none'.")
 flags.DEFINE_string("paper_numbers", DEFAULT_PAPER_NUMBERS, "CSV of published numbers.")
 
 
@@ -63,7 +57,7 @@ def _log(msg: str) -> None:
 def parse_models(spec: str):
   """'a=/x,b=/y' -> [('a', '/x'), ('b', '/y')]."""
   out = []
-  for part in report.parse_list(spec):
+  for part in sets.parse_list(spec):
     if "=" not in part:
       raise app.UsageError(f"--models entry {part!r} is not name=model_dir")
     name, path = part.split("=", 1)
@@ -87,66 +81,56 @@ def main(argv):
   model_specs = parse_models(FLAGS.models)
   if FLAGS.default_model:
     model_specs.insert(0, (FLAGS.default_model_name, None))
-  paper_rows = report.load_paper_numbers(FLAGS.paper_numbers)
-  set_names = report.parse_list(FLAGS.sets)
+  paper_rows = tables.load_paper_numbers(FLAGS.paper_numbers)
+  set_names = sets.parse_list(FLAGS.sets or DEFAULT_SETS)
 
-  coders = report.build_coders(model_specs, notes)
-  rows, resolved, codecs = report.run_benchmark(set_names, FLAGS.data_dir, codecs, coders,
+  learned = runner.load_learned(model_specs, notes)
+  rows, resolved, codecs = runner.run_benchmark(set_names, eval_flags.data_dir(), codecs, learned,
                                                 FLAGS.max_images, notes, strict_sets=False)
-  summary = report.summarize(rows)
+  summary = tables.summarize(rows)
   settings = {
       "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
       "sets": {es.label: es.directory for es in resolved},
-      "models": {c.name: c.model_dir or "default" for c in coders} or "none evaluated",
+      "models": {c.name: c.model_dir or "default" for c in learned} or "none evaluated",
       "max_images": FLAGS.max_images or "all",
       "codec_settings": {classical.CODEC_NAMES[c]: classical.CODEC_SETTINGS[c] for c in codecs},
-      "grayscale_policy": "evaluated as RGB (gray replicated to 3 channels) for every codec",
       "paper_numbers": FLAGS.paper_numbers,
-      "environment": report.environment_info(),
+      "environment": writers.environment_info(),
   }
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   if rows:
     settings["wall_clock_s"] = round(time.time() - t0, 1)
-    report.write_results(FLAGS.output_dir, rows, settings, notes,
+    writers.write_results(FLAGS.output_dir, rows, settings, notes,
                          title="Lossless bpsp, per-image details")
 
-  headers, md_rows, records = report.comparison_rows(summary, paper_rows, set_names)
+  headers, md_rows, records = tables.comparison_rows(summary, paper_rows, set_names)
   md = ["# Table 1: full-resolution lossless bpsp, measured vs published\n\n",
-        report.settings_markdown(settings),
+        tables.settings_markdown(settings),
         "\n'ours' = measured in this run (mean of per-image bpsp; learned models: actual = real "
         "file size, theoretical = model likelihood). 'paper' = published number with its tag: "
         "[C] confirmed in a public source, [D] derived by arithmetic from one, [R] recalled from "
-        "the paper (unconfirmed), [M] measured earlier on this project's machine "
-        "(docs/baselines.md). Empty 'ours' cells: set not found or not measured.\n\n",
-        report.markdown_table(headers, md_rows)]
+        "the paper (unconfirmed), [M] measured earlier on this project's machine. "
+        "Empty 'ours' cells: set not found or not measured.\n\n",
+        tables.markdown_table(headers, md_rows)]
   if notes:
     md.append("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
   table_md = os.path.join(FLAGS.output_dir, "table.md")
   with open(table_md, "w", encoding="utf-8") as f:
     f.write("".join(md))
   table_csv = os.path.join(FLAGS.output_dir, "table.csv")
-  report.write_csv(table_csv, records, ["set", "method", "kind", "bpsp_mean", "bpsp_total",
+  writers.write_csv(table_csv, records, ["set", "method", "kind", "bpsp_mean", "bpsp_total",
                                         "num_images", "tag", "source", "note"])
 
   # Chart: measured actual (and theoretical for learned models) plus the published L3C number.
-  measured_sets = [es.label for es in resolved if any(s["set"] == es.label for s in summary)]
-  if measured_sets:
-    by_key = {(s["set"], s["method"]): s for s in summary}
-    series = {}
-    for method, kind in report.methods_in_order(summary):
-      for variant, key in (("actual", "bpsp_mean"), ("theoretical", "bpsp_theoretical_mean")):
-        if variant == "theoretical" and kind != "learned":
-          continue
-        label = f"{method} ({variant})" if kind == "learned" else method
-        series[label] = [by_key[(k, method)][key] if (k, method) in by_key else None
-                         for k in measured_sets]
-    published_l3c = [report.published_value(paper_rows, "L3C", k) for k in measured_sets]
+  if summary:
+    categories, series = tables.bar_series(summary, include_theoretical=True)
+    measured = tables.ordered_unique(s["set"] for s in summary)
+    published_l3c = [tables.published_value(paper_rows, "L3C", k) for k in measured]
     if any(p is not None for p in published_l3c):
       series["L3C (paper)"] = [p["bpsp"] if p else None for p in published_l3c]
-    report.plot_bars([report.SET_TITLES.get(k, k) for k in measured_sets], series,
-                     os.path.join(FLAGS.output_dir, "chart.png"),
-                     title="Lossless bpsp (mean per image), lower is better",
-                     ylabel="bits per sub-pixel")
+    figures.bar_chart(categories, series, os.path.join(FLAGS.output_dir, "chart.png"),
+                      title="Lossless bpsp (mean per image), lower is better",
+                      ylabel="bits per sub-pixel")
   print(open(table_md, encoding="utf-8").read())
   _log(f"wrote {table_md}, {table_csv}" + (", chart.png and per-image results" if rows else ""))
   if any(not r["exact"] for r in rows):

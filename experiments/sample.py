@@ -11,18 +11,15 @@ Usage (from the repository root):
 """
 
 import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import figure_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import figure_flags  # a sibling in experiments/
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(figure_flags)  # --help lists --image, --crop, --model, --output
 
 flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
 flags.DEFINE_integer("num_samples", 1, "Rows of independent samples.")
@@ -39,7 +36,9 @@ def main(argv):
     raise app.UsageError("--num_samples must be >= 1")
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from l3c_jax import sampling, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import figures, sampling, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models import families  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models import plan as plan_lib  # pylint: disable=import-outside-toplevel
 
   model, pixels, output = figure_flags.load_inputs("sample")
   name = os.path.basename(FLAGS.image)
@@ -49,16 +48,17 @@ def main(argv):
   x = jnp.asarray(pixels, jnp.float32)[None]
 
   kept = sampling.bpsp_kept(cfg, params, x)
+  group = plan_lib.scale_groups(families.plan(cfg))  # scale -> 'z2' (L3C), 'x2' (pyramids)
   print(f"{name} {height}x{width}: {kept[0]:.4f} bpsp total")
   for s in range(1, num_scales + 1):
-    stored = "+".join(f"z{t}" for t in range(s, num_scales + 1))
-    print(f"  given z{s}: stored {stored} = {kept[s]:.4f} bpsp")
+    stored = "+".join(group[t] for t in range(s, num_scales + 1))
+    print(f"  given {group[s]}: stored {stored} = {kept[s]:.4f} bpsp")
 
   levels = list(range(1, num_scales + 1)) + ([num_scales + 1] if FLAGS.unconditional else [])
   titles = ["real image\n(everything stored)\n" + f"{kept[0]:.3f} bpsp"]
   for s in levels:
-    sampled = ", ".join([f"z{t}" for t in range(s - 1, 0, -1)] + ["x"])
-    given = f"given real z{s}" if s <= num_scales else "nothing given"
+    sampled = ", ".join(group[t] for t in range(s - 1, -1, -1))
+    given = f"given real {group[s]}" if s <= num_scales else "nothing given"
     titles.append(f"{given}\nsampled: {sampled}\n{kept[s]:.3f} bpsp stored")
   rows = []
   t0 = time.time()
@@ -76,8 +76,9 @@ def main(argv):
       if FLAGS.num_samples > 1 else None
   title = (f"{name}, {height}x{width} crop: model {kept[0]:.3f} bpsp; samples of what is not "
            f"stored (seed {FLAGS.seed})")
-  fig = visualize.labeled_grid(rows, column_titles=titles, row_titles=row_titles, title=title)
-  figure_flags.save_figure(fig, output)
+  chart = figures.image_grid(rows, output, column_titles=titles, row_titles=row_titles,
+                             title=title)
+  figure_flags.report_figure(chart)
   return 0
 
 

@@ -156,7 +156,8 @@ def _decompress(args, out, err) -> int:
 def _eval(args, out, err) -> int:
   from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
   from l3c_jax.evaluation import evaluate  # pylint: disable=g-import-not-at-top
-  files = evaluate.list_images(args.paths)
+  from l3c_jax.data import images  # pylint: disable=g-import-not-at-top
+  files = images.list_images(args.paths)
   if not files:
     raise CliError("no images found in " + " ".join(args.paths))
   model = _load_model(args.model)
@@ -165,7 +166,8 @@ def _eval(args, out, err) -> int:
   write_atomic(args.json, evaluate.to_json(report).encode(), force=True)
   r = report["results"]
   out.write(f"{report['num_images']} images, {report['num_failed']} failed: "
-            f"{r['bpsp'][0]:.4f} bpsp (estimated {r['bpsp_estimated'][0]:.4f}), "
+            f"{r['bpsp'][0]:.4f} bpsp, {r['bpp'][0]:.4f} bpp "
+            f"(estimated {r['bpsp_estimated'][0]:.4f} bpsp), "
             f"encode {r['encoding_time'][0]:.3f} s, decode {r['decoding_time'][0]:.3f} s "
             f"per image -> {args.json}\n")
   if args.verbose:

@@ -18,9 +18,16 @@ def load(name: str):
   """Imports experiments/<name>.py (once per process) and returns the module."""
   mod_name = f"l3c_experiments_{name}"
   if mod_name not in sys.modules:
+    # As `python experiments/<name>.py` would: its folder on sys.path for the sibling flag
+    # modules it imports (figure_flags, eval_flags, model_flags).
+    experiments_dir = os.path.join(ROOT, "experiments")
+    if experiments_dir not in sys.path:
+      sys.path.insert(0, experiments_dir)
     spec = importlib.util.spec_from_file_location(
         mod_name, os.path.join(ROOT, "experiments", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, so absl files its flags under this module's name (as the key
+    # flags that `--help` lists), not under importlib's.
     sys.modules[mod_name] = module
     try:
       spec.loader.exec_module(module)

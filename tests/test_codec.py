@@ -340,3 +340,13 @@ def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
   for key in ("x", "x1", "x2", "x3"):
     np.testing.assert_allclose(stats.theory_bits[key] / x.size,
                                float(metrics[f"bpsp_{key}"]), rtol=2e-4, err_msg=key)
+
+
+def test_codec_tile_grid_covers_the_image_exactly_once():
+  h, w, t = 37, 50, 16
+  cover = np.zeros((h, w), int)
+  for y, x, th, tw in codec.tile_grid(h, w, t):
+    assert th <= t and tw <= t
+    cover[y:y + th, x:x + tw] += 1
+  assert np.all(cover == 1)
+  assert len(codec.tile_grid(h, w, t)) == 3 * 4

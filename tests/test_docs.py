@@ -6,7 +6,6 @@ an existing heading of it. Team notes that live outside the repository must not 
 a reader of the repository cannot open them.
 """
 
-import collections
 import os
 import re
 import subprocess
@@ -25,16 +24,6 @@ _EXTERNAL = re.compile("|".join([re.escape(n) for n in EXTERNAL_NOTES]
 # A repository path of a markdown file, optionally with a section: docs/x.md#some-section.
 _CITATION = re.compile(r"(?<![\w./:-])((?:[\w-]+/)+[\w.-]+\.md)(#[\w-]+)?")
 _HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
-
-# Files being rewritten on other branches when the external citations were replaced; their
-# citations are mapped in the commit message that added this test. path -> how many external
-# citations they may still hold. Delete an entry once its file is clean (the test says when).
-PENDING_EXTERNAL = {
-    "l3c_jax/evaluation/classical.py": 1,
-    "l3c_jax/evaluation/evaluate.py": 1,
-    "l3c_jax/evaluation/report.py": 1,
-}
-
 
 def scanned_files() -> List[str]:
   """Tracked files with a scanned suffix, relative to the repository root."""
@@ -98,12 +87,6 @@ def test_every_cited_document_and_section_exists():
   files = {p: _read_repo_file(p) for p in scanned_files()}
   assert len(files) > 50, "file list looks wrong"
   problems = broken_citations({p: t for p, t in files.items() if t is not None}, _read_repo_file)
-  external = collections.Counter(p.split(":")[0] for p in problems if "not in the repository" in p)
-  for path, allowed in PENDING_EXTERNAL.items():
-    assert external[path] <= allowed, f"{path}: more external citations than PENDING_EXTERNAL"
-    assert external[path] == allowed, f"{path} is cleaner now: lower its PENDING_EXTERNAL entry"
-  problems = [p for p in problems
-              if p.split(":")[0] not in PENDING_EXTERNAL or "not in the repository" not in p]
   assert not problems, "\n".join(problems)
 
 

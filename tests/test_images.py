@@ -1,6 +1,7 @@
 """Image reading / writing for the codec (data.images): modes, refusals, padding, tiles."""
 
 import io
+import os
 import struct
 import zlib
 
@@ -101,11 +102,47 @@ def test_images_pad_replicates_edges_to_a_multiple(np_rng, shape):
                                                 padded[:, shape[1]:].shape))
 
 
-def test_images_tile_grid_covers_the_image_exactly_once():
-  h, w, t = 37, 50, 16
-  cover = np.zeros((h, w), int)
-  for y, x, th, tw in images.tile_grid(h, w, t):
-    assert th <= t and tw <= t
-    cover[y:y + th, x:x + tw] += 1
-  assert np.all(cover == 1)
-  assert len(images.tile_grid(h, w, t)) == 3 * 4
+@pytest.mark.parametrize("shape,size,multiple,want", [
+    ((100, 80, 3), 32, 8, (32, 32)), ((30, 100, 3), 64, 8, (24, 64)),
+    ((37, 45, 3), 0, 8, (32, 40)), ((16, 16), 16, 1, (16, 16))])
+def test_center_crop_sizes(shape, size, multiple, want):
+  px = np.arange(int(np.prod(shape))).reshape(shape)
+  out = images.center_crop(px, size, multiple)
+  assert out.shape[:2] == want
+  top, left = (shape[0] - want[0]) // 2, (shape[1] - want[1]) // 2
+  np.testing.assert_array_equal(out, px[top:top + want[0], left:left + want[1]])
+
+
+def test_center_crop_rejects_tiny_images():
+  with pytest.raises(ValueError):
+    images.center_crop(np.zeros((5, 30, 3)), 16, 8)
+
+
+def test_list_images_natural_order_files_and_limits(tmp_path):
+  for name in ("10.png", "2.png", "1.PNG", "notes.txt"):
+    (tmp_path / name).write_bytes(b"")
+  (tmp_path / "sub.png").mkdir()
+  got = [os.path.basename(p) for p in images.list_images(str(tmp_path))]
+  assert got == ["1.PNG", "2.png", "10.png"]
+  assert len(images.list_images([str(tmp_path)], max_images=2)) == 2
+  assert images.list_images([str(tmp_path / "notes.txt")]) == [str(tmp_path / "notes.txt")]
+  with pytest.raises(FileNotFoundError):
+    images.list_images(str(tmp_path / "missing"))
+
+
+def test_to_rgb_replicates_gray_and_looks_up_palettes():
+  gray = images.from_array(np.arange(64, dtype=np.uint8).reshape(8, 8))
+  rgb = images.to_rgb(gray)
+  assert rgb.shape == (8, 8, 3) and (rgb == gray.pixels[..., None]).all()
+  palette = images.from_pil(images.to_pil(images.from_array(rgb)).quantize(4))
+  colours = np.frombuffer(palette.palette, np.uint8).reshape(-1, 3)
+  np.testing.assert_array_equal(images.to_rgb(palette), colours[palette.pixels])
+
+
+def test_list_images_recursive_walks_sub_directories_in_natural_order(tmp_path):
+  for rel in ("b/10.jpg", "b/2.JPEG", "a.png", "b/c/1.webp", "b/c/skip.txt"):
+    (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / rel).write_bytes(b"")
+  got = [os.path.relpath(p, tmp_path) for p in images.list_images(tmp_path, recursive=True)]
+  assert got == ["a.png", "b/2.JPEG", "b/10.jpg", "b/c/1.webp"]
+  assert [os.path.basename(p) for p in images.list_images(tmp_path)] == ["a.png"]

@@ -1,19 +1,15 @@
 """Tests of mixture sampling (l3c_jax/likelihood/sampling.py), the scale-wise sampler
 (l3c_jax/sampling.py) and experiments/sample.py."""
 
-import importlib.util
-import os
-import sys
-
-from absl import flags
-from absl.testing import flagsaver
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 import pytest
 
-from l3c_jax import likelihood, losses, model_io, sampling
+import launchers
+
+from l3c_jax import figures, likelihood, losses, model_io, sampling
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import quantizer
 from l3c_jax.models.config import L3CConfig, RGBBicubicPhasedConfig, RGBInterlacedConfig
@@ -22,7 +18,6 @@ from conftest import random_params
 RGB = likelihood.RGB_ALPHABET
 LATENT = likelihood.latent_alphabet(25, -1.0, 1.0)
 LEVELS = quantizer.quantization_levels(25, -1.0, 1.0)
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _sample = jax.jit(mixture_sampling.sample_mixture,
                   static_argnames=("alphabet", "num_mixtures", "coupled", "snap"))
@@ -280,24 +275,17 @@ def test_bpsp_kept_sums_the_stored_scales(small_setup):
   assert kept[3] == 0.0
 
 
-def _load_script(name):
-  """Imports experiments/<name>.py once per process (absl flags may be defined only once)."""
-  mod_name = f"l3c_experiments_{name}"
-  if mod_name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(
-        mod_name, os.path.join(REPO_ROOT, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sys.modules[mod_name] = module
-  return sys.modules[mod_name]
+def spy_on(monkeypatch, module, name):
+  """Replaces module.name by a wrapper that records each call's arguments and result."""
+  calls = []
+  real = getattr(module, name)
 
+  def wrapper(*args, **kwargs):
+    calls.append((args, kwargs, real(*args, **kwargs)))
+    return calls[-1][2]
 
-def _contains(big, small):
-  """Whether `small` [h, w, 3] appears exactly somewhere in `big`."""
-  h, w = small.shape[:2]
-  ys, xs = np.nonzero(np.all(big[:big.shape[0] - h + 1, :big.shape[1] - w + 1] == small[0, 0],
-                             axis=-1))
-  return any(np.array_equal(big[y:y + h, x:x + w], small) for y, x in zip(ys, xs))
+  monkeypatch.setattr(module, name, wrapper)
+  return calls
 
 
 def write_small_model_and_image(tmp_path):
@@ -310,22 +298,22 @@ def write_small_model_and_image(tmp_path):
 
 def run_script(name, model_dir, image, out, *extra_flags):
   """Runs experiments/<name>.py's main() on a 16x16 crop; asserts exit status 0."""
-  mod = _load_script(name)
-  with flagsaver.flagsaver():
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["x", f"--model={model_dir}", f"--image={image}", "--crop=16",
-                 f"--output={out}", *extra_flags])
-    assert mod.main(["x"]) == 0
+  assert launchers.run_main(name, f"--model={model_dir}", f"--image={image}", "--crop=16",
+                            f"--output={out}", *extra_flags) == 0
 
 
-def test_sample_script_writes_grid(tmp_path, capsys):
+def test_sample_script_writes_grid(tmp_path, capsys, monkeypatch):
   model_dir, image, crop = write_small_model_and_image(tmp_path)
   out = str(tmp_path / "grid.png")
+  calls = spy_on(monkeypatch, figures, "image_grid")
   run_script("sample", model_dir, image, out, "--num_samples=2", "--seed=3")
   text = capsys.readouterr().out
   assert "given z2: stored z2 = " in text and "given z1: stored z1+z2 = " in text
-  with Image.open(out) as im:
-    fig = np.asarray(im.convert("RGB"))
-  # real + 2 levels = 3 columns and 2 rows of 16x16 cells, plus titles
-  assert fig.shape[1] >= 3 * 16 and fig.shape[0] >= 2 * 16 + 20
-  assert _contains(fig, crop)
+  (cells, path), kwargs, chart = calls[0]
+  # real + 2 levels = 3 columns, 2 rows of samples; the real crop only in the first row
+  assert [len(r) for r in cells] == [3, 3] and cells[1][0] is None
+  np.testing.assert_array_equal(cells[0][0], crop)
+  assert all(c.shape == (16, 16, 3) and c.dtype == np.uint8 for r in cells for c in r[1:])
+  assert kwargs["row_titles"] == ["sample 1", "sample 2"] and len(chart.labels) == 3
+  with Image.open(path) as im:
+    assert path == out and im.format == "PNG"

@@ -1,4 +1,4 @@
-"""Image I/O for the codec: 8-bit modes, refusal of deeper images, PNG writing, padding, tiles.
+"""Image I/O: the one reader, lister, pad and centre crop; 8-bit modes, PNG writing, tiles.
 
 Numpy + Pillow only (no JAX), so this module is usable without a device.
 
@@ -15,7 +15,8 @@ no lossless 8-bit meaning here ('CMYK', 'YCbCr', 'LAB', 'HSV', 'PA', ...).
 import dataclasses
 import io
 import os
-from typing import BinaryIO, List, Optional, Tuple, Union
+import re
+from typing import BinaryIO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -78,8 +79,17 @@ class ImageData:
     return int(self.pixels.shape[1])
 
   @property
+  def num_pixels(self) -> int:
+    """H * W (the bits-per-pixel denominator)."""
+    return self.height * self.width
+
+  @property
   def num_subpixels(self) -> int:
-    """H * W * C of the stored pixels (the bpsp denominator; 1 channel for 'P' and '1')."""
+    """H * W * C of the stored pixels: the one bpsp denominator (`evaluation.counting`).
+
+    C is the number of channels of the image in its own mode: 'L', '1' and 'P' (palette
+    indices) 1, 'LA' 2, 'RGB' 3, 'RGBA' 4.
+    """
     return int(self.pixels.size)
 
 
@@ -163,6 +173,17 @@ def read_image(path: PathOrFile) -> ImageData:
     return from_pil(img)
 
 
+def to_rgb(data: ImageData) -> np.ndarray:
+  """The colours of `data` as uint8 [H, W, 3]: gray replicated, palette looked up, alpha dropped.
+
+  For what needs RGB whatever the stored mode (the network's input in figures); the codec and
+  the evaluation keep the stored mode.
+  """
+  if data.mode == "RGB":
+    return data.pixels
+  return np.asarray(to_pil(data).convert("RGB"), np.uint8)
+
+
 def to_pil(data: ImageData) -> Image.Image:
   """The Pillow image of `data`, mode restored (palette and transparency for 'P')."""
   if data.mode == "1":
@@ -184,6 +205,86 @@ def png_bytes(data: ImageData) -> bytes:
     kwargs["transparency"] = data.transparency
   img.save(buf, format="PNG", **kwargs)
   return buf.getvalue()
+
+
+IMAGE_EXTENSIONS = (".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
+
+
+def _natural_key(name: str):
+  """Sort key so that '2.png' comes before '10.png'."""
+  return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _raise(err: OSError):
+  raise err
+
+
+def list_images(paths: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+                max_images: Optional[int] = None, recursive: bool = False) -> List[str]:
+  """Image files named by `paths`: directories expand to the image files inside them.
+
+  The one image lister: evaluation (flat folders of test images) and training (`pipeline`,
+  recursive over photo collections) both use it.
+
+  Args:
+    paths: one path or a sequence of paths; a directory contributes its files with an
+      `IMAGE_EXTENSIONS` suffix (any case) in natural order ('2' before '10'), a file is taken
+      as given.
+    max_images: keep only the first N of each directory (None or <= 0: all).
+    recursive: also list the files in sub-directories (symbolic links followed), ordered by
+      their path relative to the directory.
+  Returns:
+    file paths, in the order of `paths`.
+  Raises:
+    FileNotFoundError: a path does not exist.
+    OSError: a directory cannot be read.
+  """
+  if isinstance(paths, (str, os.PathLike)):
+    paths = [paths]
+  out = []
+  for p in map(str, paths):
+    if os.path.isdir(p):
+      walk = os.walk(p, onerror=_raise, followlinks=True) if recursive else [
+          (p, None, os.listdir(p))]
+      found = []
+      for root, _, files in walk:
+        found.extend(os.path.relpath(os.path.join(root, n), p) for n in files
+                     if n.lower().endswith(IMAGE_EXTENSIONS)
+                     and os.path.isfile(os.path.join(root, n)))
+      found.sort(key=_natural_key)
+      if max_images is not None and max_images > 0:
+        found = found[:max_images]
+      out.extend(os.path.join(p, n) for n in found)
+    elif os.path.isfile(p):
+      out.append(p)
+    else:
+      raise FileNotFoundError(f"no such file or directory: {p}")
+  return out
+
+
+def center_crop(pixels: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
+  """The central size x size crop of [H, W, ...] (size 0: whole image), trimmed to a multiple.
+
+  A side shorter than `size` is kept whole. Both sides are then cut down (centred) to a multiple
+  of `multiple` (e.g. the model's 2^S), which must leave at least one multiple.
+
+  Args:
+    pixels: [H, W, ...] array.
+    size: side of the crop in pixels (0: the whole image).
+    multiple: both output sides are multiples of this.
+  Returns:
+    [h, w, ...] view with h = min(H, size) and w = min(W, size) rounded down to `multiple`.
+  Raises:
+    ValueError: if a side is shorter than `multiple`.
+  """
+  h, w = pixels.shape[:2]
+  th = min(h, size) if size > 0 else h
+  tw = min(w, size) if size > 0 else w
+  th, tw = th // multiple * multiple, tw // multiple * multiple
+  if th == 0 or tw == 0:
+    raise ValueError(f"image of {h}x{w} is smaller than {multiple} pixels")
+  top, left = (h - th) // 2, (w - tw) // 2
+  return pixels[top:top + th, left:left + tw]
 
 
 def pad_to_multiple(x: np.ndarray, factor: int) -> Tuple[np.ndarray, Tuple[int, int]]:
@@ -208,9 +309,3 @@ def pad_to_multiple(x: np.ndarray, factor: int) -> Tuple[np.ndarray, Tuple[int, 
 def padded_size(n: int, factor: int) -> int:
   """n rounded up to a multiple of factor."""
   return n + (-n % factor)
-
-
-def tile_grid(height: int, width: int, tile_size: int) -> List[Tuple[int, int, int, int]]:
-  """Row-major tiles (y0, x0, tile_h, tile_w) of at most tile_size x tile_size covering H x W."""
-  return [(y, x, min(tile_size, height - y), min(tile_size, width - x))
-          for y in range(0, height, tile_size) for x in range(0, width, tile_size)]

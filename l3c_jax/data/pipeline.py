@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.webp', '.bmp')
+from l3c_jax.data import images
 
 # Tags that keep the two RNG streams (epoch permutations, per-batch crops) apart even when an epoch index
 # equals a batch index.
@@ -49,37 +49,32 @@ def _split_dirs(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str
 
 
 def list_images(data_dir_or_dirs: Union[str, os.PathLike, Sequence]) -> List[str]:
-  """Lists the image files under one or more directories, recursively.
+  """Lists the image files under one or more directories, recursively (`images.list_images`).
 
   Args:
     data_dir_or_dirs: a directory, a comma-separated string of directories, or a list of directories.
 
   Returns:
-    Sorted, de-duplicated paths of files with extension png/jpg/jpeg/webp/bmp (any case).
+    Sorted (plain string order, which fixes the epoch permutations of a run), de-duplicated paths
+    of files with an `images.IMAGE_EXTENSIONS` suffix (any case).
 
   Raises:
     DataError: a directory does not exist or cannot be read, or no image is found.
   """
   dirs = _split_dirs(data_dir_or_dirs)
-  paths = set()
   for d in dirs:
     if not os.path.isdir(d):
       raise DataError(f'data directory does not exist: {d}')
     if not os.access(d, os.R_OK | os.X_OK):
       raise DataError(f'data directory is not readable: {d}')
-
-    def _raise(err, d=d):
-      raise DataError(f'cannot read data directory {d}: {err.strerror or err}')
-
-    for root, subdirs, files in os.walk(d, onerror=_raise, followlinks=True):
-      subdirs.sort()
-      for name in files:
-        if name.lower().endswith(IMAGE_EXTENSIONS):
-          paths.add(os.path.join(root, name))
+  try:
+    paths = sorted(set(images.list_images(dirs, recursive=True)))
+  except OSError as err:
+    raise DataError(f'cannot read data directory {err.filename}: {err.strerror or err}') from None
   if not paths:
-    raise DataError(f'no images ({"/".join(e[1:] for e in IMAGE_EXTENSIONS)}) found in '
+    raise DataError(f'no images ({"/".join(e[1:] for e in images.IMAGE_EXTENSIONS)}) found in '
                     f'{",".join(dirs)}')
-  return sorted(paths)
+  return paths
 
 
 def _resolve_paths(paths) -> List[str]:
@@ -125,12 +120,11 @@ def _scan(paths: Sequence[str], min_side: int, what: str):
 
 
 def _decode_rgb(path: str) -> np.ndarray:
-  """Decodes a whole image to uint8 [H, W, 3]; raises on corrupt or non-RGB files."""
-  with Image.open(path) as im:
-    if im.mode != 'RGB':
-      raise ValueError(f'mode {im.mode}')
-    im.load()
-    return np.asarray(im, dtype=np.uint8)
+  """Decodes a whole image to uint8 [H, W, 3]; raises on corrupt, >8-bit or non-RGB files."""
+  image = images.read_image(path)
+  if image.mode != 'RGB':
+    raise ValueError(f'mode {image.mode}')
+  return image.pixels
 
 
 class CropLoader:
@@ -329,8 +323,7 @@ def center_crops(paths, crop_size: int, max_images: Optional[int] = None) -> np.
     if min(h, w) < c:
       skipped['too_small'] += 1
       continue
-    y, x = (h - c) // 2, (w - c) // 2
-    crops.append(img[y:y + c, x:x + c])
+    crops.append(images.center_crop(img, c))
   if skipped:
     warnings.warn(f'center_crops: skipped {sum(skipped.values())} images ({_format_counts(skipped)}; '
                   f'crop {c}, RGB only)', stacklevel=2)

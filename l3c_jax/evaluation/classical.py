@@ -1,6 +1,6 @@
 """Classical lossless codecs (PNG, WebP, JPEG 2000, JPEG XL) measured through `imagecodecs`.
 
-The comparison columns of the paper's Table 1 (l3c_spec.md Sec. 7.1). Every image is encoded with
+The comparison columns of the paper's Table 1. Every image is encoded with
 the strongest lossless setting each library offers from Python, decoded again and checked
 bit-exact; the size counted is the length of the real coded file. `imagecodecs` is the optional
 `eval` extra (`pip install '.[eval]'`); nothing here imports JAX.
@@ -12,18 +12,28 @@ Settings (see `CODEC_SETTINGS`):
             (no JP2 box: a few bytes less), otherwise OpenJPEG's defaults like `opj_compress`.
   jpegxl    libjxl lossless (modular), effort 9, raw codestream (no container box).
 
+What each codec is given (`codec_input`): the image in its own mode where the codec supports it
+(gray stays gray, gray + alpha stays two channels, RGB and RGBA as they are), so it is measured
+on the same samples our codec codes and by the same rule (`counting`: bits over the sub-pixels
+of the image in its own mode). Exceptions, where a codec has no such lossless representation:
+WebP has no gray mode, so it gets gray replicated to RGB (LA to RGBA; its lossless colour
+transforms make the copies almost free); palette images are given as their colours (RGB, RGBA
+with transparency), since none of these encoders takes palette indices plus a palette through
+imagecodecs. The bpsp denominator stays that of the stored image (one sub-pixel per palette
+index).
+
 All encoders and decoders run with one thread (`numthreads=1`) so times are comparable with each
 other and with the learned codec on a shared CPU.
 """
 
 import dataclasses
 import importlib
-import os
-import re
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from l3c_jax.data import images
 
 # Canonical codec keys, in the order tables list them.
 CODECS: Tuple[str, ...] = ("png", "webp", "jpeg2000", "jpegxl")
@@ -61,8 +71,6 @@ _AVAILABILITY_ATTR = {"png": "PNG", "webp": "WEBP", "jpeg2000": "JPEG2K", "jpegx
 INSTALL_HINT = ("imagecodecs is needed for the classical-codec comparison: "
                 "pip install '.[eval]' (pins imagecodecs==2026.3.6)")
 
-IMAGE_EXTENSIONS = (".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
-
 
 class LosslessMismatchError(RuntimeError):
   """A codec's decoded image differs from its input (it was not lossless)."""
@@ -77,32 +85,11 @@ class CodecResult:
     num_bytes: length of the coded file in bytes.
     encode_s: wall-clock seconds of the encode call.
     decode_s: wall-clock seconds of the decode call.
-    num_subpixels: 3 * H * W of the input (the bpsp denominator).
   """
   codec: str
   num_bytes: int
   encode_s: float
   decode_s: float
-  num_subpixels: int
-
-  @property
-  def bpsp(self) -> float:
-    """Bits per sub-pixel of the real coded file."""
-    return bits_per_subpixel(self.num_bytes, self.num_subpixels)
-
-
-def bits_per_subpixel(num_bytes: int, num_subpixels: int) -> float:
-  """bpsp = 8 * bytes / (3 * H * W).
-
-  Args:
-    num_bytes: coded size in bytes.
-    num_subpixels: number of sub-pixels of the unpadded image, 3 * H * W.
-  Returns:
-    bits per sub-pixel (float).
-  """
-  if num_subpixels <= 0:
-    raise ValueError(f"num_subpixels must be positive, got {num_subpixels}")
-  return 8.0 * num_bytes / num_subpixels
 
 
 def import_imagecodecs():
@@ -181,95 +168,54 @@ def _codec_functions(key: str) -> Tuple[Callable[[np.ndarray], bytes], Callable[
   raise ValueError(f"unknown codec key {key!r}")
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-    raise ValueError(f"expected an [H, W, 3] uint8 image, got {image.dtype} {image.shape}")
-  return np.ascontiguousarray(image)
+def codec_input(image: images.ImageData, codec: str) -> np.ndarray:
+  """The array a classical codec is given for `image` (module docstring: what and why).
+
+  Args:
+    image: the image as stored.
+    codec: codec key or alias.
+  Returns:
+    uint8 [H, W] (gray), [H, W, 2] (gray + alpha), [H, W, 3] or [H, W, 4].
+  """
+  key = canonical_codec(codec)
+  if image.mode == "P":
+    has_alpha = image.transparency is not None
+    pixels = np.asarray(images.to_pil(image).convert("RGBA" if has_alpha else "RGB"), np.uint8)
+  else:
+    pixels = image.pixels
+  if key == "webp" and (pixels.ndim == 2 or pixels.shape[-1] == 2):
+    gray = pixels if pixels.ndim == 2 else pixels[..., 0]
+    pixels = np.stack([gray] * 3 + ([] if pixels.ndim == 2 else [pixels[..., 1]]), axis=-1)
+  return np.ascontiguousarray(pixels)
 
 
-def code_image(image: np.ndarray, codec: str) -> CodecResult:
+def code_image(image: images.ImageData, codec: str) -> CodecResult:
   """Losslessly codes one image with one classical codec and checks the decode bit-exact.
 
   Args:
-    image: [H, W, 3] uint8 RGB.
+    image: the image as stored; the codec gets `codec_input(image, codec)`.
     codec: codec key or alias ('png', 'webp', 'jpeg2000', 'jpegxl').
   Returns:
     CodecResult with the coded size and encode/decode wall-clock seconds.
   Raises:
-    LosslessMismatchError: the decoded image differs from `image`.
+    LosslessMismatchError: the decoded image differs from the codec's input.
     ImportError: imagecodecs is missing.
   """
-  image = _check_image(image)
   key = canonical_codec(codec)
+  image = codec_input(image, key)
   encode, decode = _codec_functions(key)
   t0 = time.perf_counter()
   data = bytes(encode(image))
   t1 = time.perf_counter()
   decoded = np.asarray(decode(data))
   t2 = time.perf_counter()
+  if (image.ndim == 3 and image.shape[-1] == 4 and decoded.shape == image.shape[:2] + (3,)
+      and (image[..., 3] == 255).all()):
+    # libwebp drops an alpha channel that is opaque everywhere: nothing was lost.
+    decoded = np.concatenate([decoded, image[..., 3:]], axis=-1)
   if decoded.shape != image.shape or decoded.dtype != image.dtype or not np.array_equal(
       decoded, image):
     raise LosslessMismatchError(
         f"{CODEC_NAMES[key]} round trip is not bit-exact: in {image.dtype}{image.shape}, "
         f"out {decoded.dtype}{decoded.shape}")
-  return CodecResult(codec=key, num_bytes=len(data), encode_s=t1 - t0, decode_s=t2 - t1,
-                     num_subpixels=int(image.size))
-
-
-# --- images ---------------------------------------------------------------------------------------
-
-
-def _natural_key(name: str):
-  """Sort key so that '2.png' comes before '10.png'."""
-  return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def list_images(directory: str, max_images: Optional[int] = None) -> List[str]:
-  """Image files directly inside `directory`, naturally sorted.
-
-  Args:
-    directory: folder of images (not searched recursively).
-    max_images: keep only the first N (None or <= 0: all).
-  Returns:
-    list of file paths.
-  """
-  names = [n for n in os.listdir(directory)
-           if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(directory, n))]
-  names.sort(key=_natural_key)
-  if max_images is not None and max_images > 0:
-    names = names[:max_images]
-  return [os.path.join(directory, n) for n in names]
-
-
-# Pillow modes with 8 bits per sample that convert to RGB without loss of the colour content.
-_CONVERTIBLE_MODES = ("L", "P", "LA", "PA", "RGBA", "RGBX", "1", "CMYK", "YCbCr")
-
-
-def load_rgb(path: str) -> Tuple[np.ndarray, str]:
-  """Reads an image as [H, W, 3] uint8 RGB, the single input every codec receives.
-
-  Grayscale policy: a grayscale (or palette) image is evaluated as RGB with its gray value
-  replicated into all three channels, for the learned model and every classical codec alike, and
-  bpsp is counted over 3*H*W. The paper's model only codes RGB, and giving all codecs the same
-  array keeps the comparison fair (JPEG XL/WebP see three equal channels, not a 1-channel file).
-  Alpha channels are dropped.
-
-  Args:
-    path: image file.
-  Returns:
-    (image, source_mode): the RGB array and the Pillow mode of the file ('RGB', 'L', ...).
-  Raises:
-    ValueError: the file is not 8 bits per sample (e.g. 16-bit PNG), which this benchmark skips.
-  """
-  from PIL import Image  # Pillow is a core dependency; imported here to keep module import light.
-  with Image.open(path) as im:
-    mode = im.mode
-    if mode == "RGB":
-      rgb = im
-    elif mode in _CONVERTIBLE_MODES:
-      rgb = im.convert("RGB")
-    else:
-      raise ValueError(f"{path}: Pillow mode {mode!r} is not 8-bit RGB/gray; skipped")
-    array = np.asarray(rgb, dtype=np.uint8)
-  return np.ascontiguousarray(array), mode
+  return CodecResult(codec=key, num_bytes=len(data), encode_s=t1 - t0, decode_s=t2 - t1)

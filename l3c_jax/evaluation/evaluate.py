@@ -1,9 +1,13 @@
-"""Real-coding evaluation (`l3c-jax eval`): every image is compressed to bytes, decompressed and
-compared with the original; bpsp comes from the actual file sizes.
+"""Real-coding evaluation of our codec, the one path behind `l3c-jax eval`,
+`experiments/evaluate.py` and `experiments/reproduce_table.py`.
 
-The JSON is shaped like CompressAI's `compressai.utils.eval_model` output ({"name",
-"description", "results": {metric: [value]}}), with the per-image rows added under
-"per_image". Dataset numbers are means of per-image values (l3c_spec.md Sec. 5.5).
+Every image is compressed to bytes, decompressed and compared with the original; bpsp comes
+from the actual file size, the model cross-entropy ("estimated") from the codec's own
+`theory_bits`, both counted by `counting` (sub-pixels of the image in its own mode).
+
+The `l3c-jax eval` JSON is shaped like CompressAI's `compressai.utils.eval_model` output
+({"name", "description", "results": {metric: [value]}}), with the per-image rows added under
+"per_image". Dataset numbers are means of per-image values.
 """
 
 import dataclasses
@@ -11,45 +15,34 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Dict, Iterable, Optional, Sequence, TextIO
 
 import numpy as np
 
 from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
-from l3c_jax.evaluation import classical
-
-def list_images(paths: Sequence[str]) -> List[str]:
-  """Files named by `paths`, with directories expanded to their image files (natural order,
-  as for the classical codecs: `classical.list_images`).
-
-  Raises:
-    FileNotFoundError: a path does not exist.
-  """
-  out = []
-  for p in paths:
-    if os.path.isdir(p):
-      out.extend(classical.list_images(p))
-    elif os.path.isfile(p):
-      out.append(p)
-    else:
-      raise FileNotFoundError(f"no such file or directory: {p}")
-  return out
+from l3c_jax.evaluation import counting
 
 
 @dataclasses.dataclass
 class ImageResult:
-  """One evaluated image. Times in seconds; bpsp over the unpadded sub-pixels."""
+  """One evaluated image. Times in seconds; bpp and bpsp by `counting` (unpadded image).
+
+  `bpsp_per_scale` (actual) and `bpsp_estimated_per_scale` (model cross-entropy) are keyed by
+  the codec's own stage names, whatever they are.
+  """
   file: str
   height: int = 0
   width: int = 0
   mode: str = ""
   num_subpixels: int = 0
   num_bytes: int = 0
+  bpp: float = float("nan")
   bpsp: float = float("nan")
   bpsp_estimated: float = float("nan")
   bpsp_per_scale: Optional[Dict[str, float]] = None
+  bpsp_estimated_per_scale: Optional[Dict[str, float]] = None
   encoding_time: float = float("nan")
   decoding_time: float = float("nan")
   roundtrip_ok: bool = False
@@ -82,23 +75,31 @@ class ProgressBar:
     self.stream.flush()
 
 
-def evaluate_image(path: str, model, tile_size: int = codec.DEFAULT_TILE_SIZE) -> ImageResult:
-  """Codes one image for real and checks the round trip."""
-  res = ImageResult(file=path)
-  try:
-    image = images.read_image(path)
-  except (images.ImageError, OSError) as e:
-    res.error = str(e)
-    return res
-  res.height, res.width, res.mode = image.height, image.width, image.mode
-  res.num_subpixels = image.num_subpixels
+def evaluate_image(image: images.ImageData, model, tile_size: int = codec.DEFAULT_TILE_SIZE,
+                   file: str = "") -> ImageResult:
+  """Codes one image for real, checks the round trip and counts its bits.
+
+  Args:
+    image: the image as stored (its mode decides the sub-pixel count, `counting`).
+    model: a `model_io.Model`.
+    tile_size: codec tile size.
+    file: the image's path, recorded in the result.
+  Returns:
+    ImageResult; `error` says why when the round trip failed.
+  """
+  res = ImageResult(file=file, height=image.height, width=image.width, mode=image.mode,
+                    num_subpixels=image.num_subpixels)
   data, stats = codec.encode(image, model, tile_size=tile_size, estimate=True)
   # The estimate is extra work done only for this report; it is not part of encoding.
   res.encoding_time = stats.times_s["total"] - stats.times_s.get("estimate", 0.0)
   res.num_bytes = len(data)
-  res.bpsp = stats.bpsp
-  res.bpsp_estimated = stats.theory_bpsp
-  res.bpsp_per_scale = {k: v / res.num_subpixels for k, v in stats.actual_bits.items()}
+  res.bpp = counting.bits_per_pixel(8 * len(data), image)
+  res.bpsp = counting.bits_per_subpixel(8 * len(data), image)
+  res.bpsp_estimated = counting.bits_per_subpixel(sum(stats.theory_bits.values()), image)
+  res.bpsp_per_scale = {k: counting.bits_per_subpixel(v, image)
+                        for k, v in stats.actual_bits.items()}
+  res.bpsp_estimated_per_scale = {k: counting.bits_per_subpixel(v, image)
+                                  for k, v in stats.theory_bits.items()}
   try:
     decoded, dstats = codec.decode(data, model)
     res.decoding_time = dstats.times_s["total"]
@@ -110,16 +111,19 @@ def evaluate_image(path: str, model, tile_size: int = codec.DEFAULT_TILE_SIZE) -
   return res
 
 
-def _warm_up(path: str, model, tile_size: int, seen: set):
-  """Compiles the jitted functions for this image's tile shapes once, untimed."""
-  try:
-    image = images.read_image(path)
-  except (images.ImageError, OSError):
-    return
+def precompile(image: images.ImageData, model, tile_size: int, seen: set) -> None:
+  """Compiles the jitted functions for this image's tile shapes once, untimed.
+
+  Args:
+    image: the next image to be timed.
+    model: a `model_io.Model`.
+    tile_size: codec tile size.
+    seen: tile-shape keys already compiled; updated.
+  """
   f = model.config.padding_factor
   key = tuple(sorted({(images.padded_size(th, f), images.padded_size(tw, f))
-                      for _, _, th, tw in images.tile_grid(image.height, image.width,
-                                                           tile_size)}))
+                      for _, _, th, tw in codec.tile_grid(image.height, image.width,
+                                                          tile_size)}))
   if key in seen:
     return
   seen.add(key)
@@ -147,14 +151,19 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
     CompressAI-shaped dict: name, description, results {metric: [mean]}, per_image rows,
     num_images, num_failed, model info.
   """
-  files = list_images(paths)
+  files = images.list_images(paths)
   bar = ProgressBar(len(files), progress)
   rows, seen = [], set()
   bar.update(0)
   for i, path in enumerate(files):
-    if warm_up:
-      _warm_up(path, model, tile_size, seen)
-    res = evaluate_image(path, model, tile_size)
+    try:
+      image = images.read_image(path)
+    except (images.ImageError, OSError) as e:
+      res = ImageResult(file=path, error=str(e))
+    else:
+      if warm_up:
+        precompile(image, model, tile_size, seen)
+      res = evaluate_image(image, model, tile_size, file=path)
     rows.append(res)
     note = f"{os.path.basename(path)} {res.bpsp:.3f} bpsp" if res.error is None else (
         f"{os.path.basename(path)} FAILED")
@@ -163,7 +172,7 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
   results = {
       "bpsp": [_mean(r.bpsp for r in ok)],
       "bpsp_estimated": [_mean(r.bpsp_estimated for r in ok)],
-      "bpp": [_mean(r.bpsp * r.num_subpixels / (r.height * r.width) for r in ok)],
+      "bpp": [_mean(r.bpp for r in ok)],
       "encoding_time": [_mean(r.encoding_time for r in ok)],
       "decoding_time": [_mean(r.decoding_time for r in ok)],
   }

@@ -59,6 +59,11 @@ def group_names(plan) -> Tuple[str, ...]:
   return tuple(dict.fromkeys(step.group for step in plan))
 
 
+def scale_groups(plan) -> Dict[int, str]:
+  """{paper scale s: the group coded at that scale}, e.g. {3: 'z3', 2: 'z2', 1: 'z1', 0: 'x'}."""
+  return {step.scale: step.group for step in plan}
+
+
 def group_name(prefix: str, scale: int) -> str:
   """'x' for the pixels (scale 0), else prefix + scale: 'z2', 'x3'."""
   return "x" if scale == 0 else f"{prefix}{scale}"
