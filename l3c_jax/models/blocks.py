@@ -13,6 +13,14 @@ import jax.numpy as jnp
 from l3c_jax.models import layers
 
 
+def input_normalization():
+  """The fixed input normalization of L3C as two 1x1 convs: x - 255 * RGB mean, then / 128
+  (they are parameters, as in the official code, so the parameter counts match)."""
+  shift = layers.AffineConv1x1(scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
+  scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
+  return shift, scale
+
+
 class Encoder(nn.Module):
   """E^(s) after its input conv: 5x5/2 downsampling, EDSR body with skip, 1x1 bottleneck."""
   config: "object"

@@ -114,9 +114,7 @@ class L3C(nn.Module):
 
   def setup(self):
     c = self.config
-    self.input_shift = layers.AffineConv1x1(
-        scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
-    self.input_scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
+    self.input_shift, self.input_scale = blocks.input_normalization()
     self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
     self.encoders = [blocks.Encoder(c) for _ in range(c.num_scales)]
     self.decoders = [blocks.Decoder(c) for _ in range(c.num_scales)]

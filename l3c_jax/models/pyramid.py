@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 
 from l3c_jax.models import blocks
-from l3c_jax.models import layers
 from l3c_jax.models import plan as plan_lib
 
 
@@ -131,9 +130,7 @@ class RGBPyramid(nn.Module):
 
   def setup(self):
     c = self.config
-    self.input_shift = layers.AffineConv1x1(
-        scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
-    self.input_scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
+    self.input_shift, self.input_scale = blocks.input_normalization()
     self.decoders = [blocks.Decoder(c) for _ in range(c.num_scales)]
     out = blocks.rgb_head_channels(c.num_mixtures)
     if c.phased:  # entry 4 * (s - 1) + p: phase p of scale s
