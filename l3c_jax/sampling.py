@@ -11,7 +11,7 @@ Pure JAX (no I/O); the sampling math is in `l3c_jax.likelihood.sampling`.
 
 import dataclasses
 import functools
-from typing import Dict, Tuple
+from typing import Dict
 
 import jax
 import jax.numpy as jnp

@@ -80,3 +80,18 @@ def np_rng() -> np.random.Generator:
 def testdata_dir() -> pathlib.Path:
   """Path of tests/testdata."""
   return TESTDATA_DIR
+
+
+@pytest.fixture(autouse=True)
+def no_home_cache(monkeypatch):
+  """The CLI's main() would enable the persistent XLA cache under ~/.cache; not from the tests."""
+  monkeypatch.setenv("L3C_JAX_CACHE_DIR", "off")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_config, tiny_params) -> str:
+  """A tiny random model saved with `model_io.save_model` (a model directory on disk)."""
+  from l3c_jax import model_io  # pylint: disable=import-outside-toplevel
+  d = tmp_path_factory.mktemp("model")
+  model_io.save_model(str(d), tiny_config, tiny_params)
+  return str(d)

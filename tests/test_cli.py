@@ -16,19 +16,6 @@ from l3c_jax import model_io
 from conftest import random_params
 
 
-@pytest.fixture(autouse=True)
-def no_home_cache(monkeypatch):
-  """main() would enable the persistent XLA cache under ~/.cache; not from the tests."""
-  monkeypatch.setenv("L3C_JAX_CACHE_DIR", "off")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tiny_config, tiny_params):
-  d = tmp_path_factory.mktemp("model")
-  model_io.save_model(str(d), tiny_config, tiny_params)
-  return str(d)
-
-
 def run(*argv):
   out, err = io.StringIO(), io.StringIO()
   rc = cli.main([str(a) for a in argv], out=out, err=err)

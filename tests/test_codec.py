@@ -21,7 +21,7 @@ from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
-from l3c_jax.models.config import (L3CConfig, RGBBicubicConfig, RGBBicubicPhasedConfig,
+from l3c_jax.models.config import (RGBBicubicConfig, RGBBicubicPhasedConfig,
                                    RGBInterlacedConfig)
 from l3c_jax.train import step as step_lib
 

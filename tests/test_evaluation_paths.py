@@ -7,22 +7,19 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import launchers
-from PIL import Image
 
 from l3c_jax import cli
 from l3c_jax.data import images
 from l3c_jax.evaluation import counting
 
-# The command line's fixtures: a tiny random model on disk, no XLA cache under ~/.cache.
-from test_cli import model_dir, no_home_cache  # pylint: disable=unused-import
-
 SIZE = (12, 10)  # H, W: not a multiple of the padding factor, so padding must not be counted
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, model_dir):  # pylint: disable=redefined-outer-name
+def setup(tmp_path_factory, model_dir):
   root = tmp_path_factory.mktemp("paths")
   data = root / "imgs"
   data.mkdir()

@@ -98,13 +98,29 @@ def test_bitcost_maps_sum_to_the_bits_of_each_scale():
   from conftest import random_params  # pylint: disable=import-outside-toplevel
   mod = launchers.load("bitcost")
   x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
-  maps, bpsp = mod.bit_maps(SMALL, random_params(SMALL), x)
-  assert [m.shape for m in maps] == [(16, 16)] * SMALL.num_scales
+  maps, bpsp, scales = mod.bit_maps(SMALL, random_params(SMALL), x)
+  assert list(maps) == ["x", "z1"] and list(bpsp) == ["x", "z1", "z2"]
+  assert scales == {"x": 0, "z1": 1, "z2": 2}
+  assert [m.shape for m in maps.values()] == [(16, 16)] * SMALL.num_scales
   n = 3 * 16 * 16
-  np.testing.assert_allclose(maps[0].sum() / n, bpsp["x"], rtol=1e-5)
+  np.testing.assert_allclose(maps["x"].sum() / n, bpsp["x"], rtol=1e-5)
   # z1 positions cover 2x2 pixels: the upsampled map counts each position's bits 4 times
-  np.testing.assert_allclose(maps[1].sum() / 4 / n, bpsp["z1"], rtol=1e-5)
-  np.testing.assert_array_equal(maps[1][::2, ::2], maps[1][1::2, 1::2])
+  np.testing.assert_allclose(maps["z1"].sum() / 4 / n, bpsp["z1"], rtol=1e-5)
+  np.testing.assert_array_equal(maps["z1"][::2, ::2], maps["z1"][1::2, 1::2])
+
+
+def test_bitcost_maps_of_an_interlaced_pyramid_put_the_phases_back_on_the_grid():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from conftest import random_params  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models.config import RGBInterlacedConfig  # pylint: disable=import-outside-toplevel
+  cfg = RGBInterlacedConfig(num_scales=2, num_channels=4, num_res_blocks=1, num_mixtures=2)
+  mod = launchers.load("bitcost")
+  x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
+  maps, bpsp, _ = mod.bit_maps(cfg, random_params(cfg), x)
+  assert list(maps) == ["x", "x1"] and list(bpsp) == ["x", "x1", "x2"]
+  n = 3 * 16 * 16
+  np.testing.assert_allclose(maps["x"].sum() / n, bpsp["x"], rtol=1e-5)
+  assert np.all(maps["x"][::2, ::2] == 0) and maps["x"][1::2, 1::2].min() > 0  # phase 0 free
 
 
 @pytest.mark.parametrize("name,own", [

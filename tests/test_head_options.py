@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from l3c_jax import losses
 from l3c_jax.likelihood import dmll

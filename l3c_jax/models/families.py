@@ -1,11 +1,11 @@
 """The registry of model families: a family is picked by the name in its config.
 
-| name                 | module            | what                                                   |
-|----------------------|-------------------|--------------------------------------------------------|
-| `l3c`                | `models.l3c`      | the paper's L3C (learned latents)                      |
-| `rgb_bicubic`        | `models.pyramid`  | the paper's RGB / RGB-Shared baselines                 |
-| `rgb_bicubic_phased` | `models.pyramid`  | bicubic pyramid coded in four pixel phases             |
-| `rgb_interlaced`     | `models.pyramid`  | interlaced pyramid, phases 1-3 coded (shipped default) |
+| name                 | module           | what                                               |
+|----------------------|------------------|----------------------------------------------------|
+| `l3c`                | `models.l3c`     | the paper's L3C (learned latents)                  |
+| `rgb_bicubic`        | `models.pyramid` | the paper's RGB / RGB-Shared baselines             |
+| `rgb_bicubic_phased` | `models.pyramid` | bicubic pyramid coded in four pixel phases         |
+| `rgb_interlaced`     | `models.pyramid` | interlaced pyramid, phases 1-3 coded (the default) |
 
 Adding a family: one module with a frozen config dataclass (a `family` class attribute naming
 it, `padding_factor`, `to_dict`), a Flax module, and a `plan.Family` subclass; then one
