@@ -187,6 +187,11 @@ def define_program_flags(flag_values=None):
   for name, define, default, doc in defs:
     if name not in fv:
       define(name, default, doc, flag_values=fv)
+    else:
+      # Defined by another launcher's module in this process (e.g. the evaluation launchers'
+      # --data_dir): still one of this module's key flags, so `--help` of the launchers that
+      # adopt them lists it.
+      flags.declare_key_flag(name, flag_values=fv)
 
 
 def start_launcher(argv) -> ExperimentConfig:
