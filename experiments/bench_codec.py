@@ -21,7 +21,6 @@ the same run as a reference point. `--tables_ablation` also times the table form
 """
 
 import argparse
-import dataclasses
 import io
 import json
 import multiprocessing as mp
@@ -44,17 +43,15 @@ def _crop(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
   """Centre crop of an [H, W, 3] image (portrait images are transposed to landscape first)."""
   if pixels.shape[0] > pixels.shape[1]:
     pixels = pixels.transpose(1, 0, 2)
-  y = (pixels.shape[0] - height) // 2
-  x = (pixels.shape[1] - width) // 2
-  return np.ascontiguousarray(pixels[y:y + height, x:x + width])
+  return np.ascontiguousarray(images.center_crop(pixels, (height, width)))
 
 
 def _build_model(spec: dict):
   from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
-  from l3c_jax.models.config import L3CConfig  # pylint: disable=g-import-not-at-top
+  from l3c_jax.models import families  # pylint: disable=g-import-not-at-top
   if spec.get("model_dir"):
     return model_io.load_model(spec["model_dir"])
-  return model_io.random_model(L3CConfig.from_dict(spec["config"]))
+  return model_io.random_model(families.config_from_dict(spec["config"]))
 
 
 def _cpu_seconds() -> float:
@@ -177,7 +174,7 @@ def main(argv=None) -> int:
   for name in args.configs.split(","):
     if name == "paper":
       specs.append(("paper cf64/nb8/K10 (random init)",
-                    {"config": dataclasses.asdict(L3CConfig())}))
+                    {"config": L3CConfig().to_dict()}))
     elif name == "default":
       model_dir = args.model or (model_io.DEFAULT_MODEL_DIR
                                  if os.path.isdir(model_io.DEFAULT_MODEL_DIR) else None)
@@ -189,7 +186,7 @@ def main(argv=None) -> int:
       else:
         cfg = L3CConfig(num_channels=32, num_res_blocks=4, num_mixtures=5)
         specs.append(("cf32/nb4/K5 random init (no default model shipped)",
-                      {"config": dataclasses.asdict(cfg)}))
+                      {"config": cfg.to_dict()}))
     else:
       p.error(f"unknown config {name}")
 

@@ -65,7 +65,7 @@ def jax_case(cfg, batch, crop):
   """Builds the jitted JAX train step -> (step() that blocks, number of parameters)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from l3c_jax.models.l3c import count_params  # pylint: disable=g-import-not-at-top
+  from l3c_jax.models.families import count_params  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   from l3c_jax.train.config import TrainConfig  # pylint: disable=g-import-not-at-top
   tx = step_lib.make_optimizer(TrainConfig(), 1000)

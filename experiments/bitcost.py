@@ -1,11 +1,13 @@
-r"""Bit-cost heat maps: where the model spends its bits, per scale, beside the image.
+r"""Bit-cost heat maps: where the model spends its bits, per group of its coding plan.
 
-Writes one PNG: image | bits of x | bits of z^(1) | ... | bits of z^(S-1). Each map is the
-model's -log2 p per position: for x summed over the 3 colour channels of a pixel; for z^(s)
-summed over the C_q channels of a latent position (which covers 2^s x 2^s pixels) and shown
-upsampled (nearest) to the image size so the panels align. Titles give each scale's bpsp (bits
-over the 3*H*W sub-pixels of the RGB crop); z^(S) costs a constant C_q*log2(L) per position under
-its uniform prior and is only listed in the header. Each panel has its own colour bar (drawn by
+Writes one PNG: image | bits of x | bits of the next coarser group | ... (L3C: z^(1), ...,
+z^(S-1); the RGB pyramids: x^(1), ..., x^(S-1)). Each map is the model's -log2 p per position:
+summed over the channels of a position (3 colour channels of a pixel, or the C_q channels of a
+latent), at the group's resolution (a position of scale s covers 2^s x 2^s pixels) and shown
+upsampled (nearest) to the image size so the panels align; the pixel phases of the phased
+pyramids are put back on their grid (a known phase costs 0). Titles give each group's bpsp (bits
+over the 3*H*W sub-pixels of the RGB crop); the top group costs a constant under its uniform prior
+and is only listed in the header. Each panel has its own colour bar (drawn by
 matplotlib, l3c_jax/figures.py), 0 to a high percentile of its values (--shared_scale: one range
 for all).
 
@@ -41,15 +43,16 @@ def bit_maps(config, params, x):
   """
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from l3c_jax import losses, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import figures, losses  # pylint: disable=import-outside-toplevel
   from l3c_jax.models import families  # pylint: disable=import-outside-toplevel
+  from l3c_jax.models import plan as plan_lib  # pylint: disable=import-outside-toplevel
 
   maps, bits = jax.device_get((losses.bit_maps(config, params, x),
                                losses.model_bits(config, params, x)))
   n = 3 * x.shape[1] * x.shape[2]
   bpsp = {k: float(v) / n for k, v in bits.items()}
-  scales = {step.group: step.scale for step in families.plan(config)}
-  maps = {g: visualize.upsample_nearest(np.asarray(m[0], np.float64), 2 ** scales[g])
+  scales = plan_lib.group_scales(families.plan(config))
+  maps = {g: figures.upsample_nearest(np.asarray(m[0], np.float64), 2 ** scales[g])
           for g, m in maps.items()}
   return maps, bpsp, scales
 
@@ -70,7 +73,7 @@ def main(argv):
   tops = [max(float(np.percentile(m, FLAGS.percentile)), 1e-6) for m in maps.values()]
   if FLAGS.shared_scale:
     tops = [max(tops)] * len(tops)
-  top_name = list(bpsp)[-1]  # the coarsest group, coded with a uniform prior
+  top_name = list(bpsp)[-1]  # finest first: the last is the top group (uniform prior)
   total = sum(bpsp.values())
   print(f"{name} {height}x{width}: {total:.4f} bpsp = " +
         " + ".join(f"{k} {v:.4f}" for k, v in bpsp.items()) + f" ({top_name} uniform)")

@@ -1,9 +1,11 @@
 r"""Samples an image from the model given its real representation at each scale (paper Sec. 5.4).
 
-For one image (centre-cropped) this writes one PNG grid: the real image; pixels sampled given the
-real z^(1); z^(1) and pixels sampled given the real z^(2); ...; everything sampled given the real
-z^(S). Each column title carries the bpsp still stored at that level (the model's bits of the
-real z^(s), ..., z^(S); z^(S) under its uniform prior), e.g. z1+z2+z3, z2+z3, z3 = 0.121.
+For one image (centre-cropped) this writes one PNG grid: the real image; the pixels sampled given
+the real scale-1 group of the model's coding plan (L3C: the latent z^(1); the RGB pyramids: the
+image x^(1)); scale 1 and the pixels sampled given the real scale 2; ...; everything sampled given
+the real scale S. Each column title carries the bpsp still stored at that level (the model's bits
+of the real groups of scales s..S, the top one under its uniform prior), e.g. for L3C z1+z2+z3,
+z2+z3, z3 = 0.121.
 
 Usage (from the repository root):
   python experiments/sample.py --image=../shared/data/kodak/kodim23.png --output=/tmp/samples.png
@@ -23,10 +25,11 @@ flags.adopt_module_key_flags(figure_flags)  # --help lists --image, --crop, --mo
 
 flags.DEFINE_integer("seed", 0, "PRNG seed of the samples.")
 flags.DEFINE_integer("num_samples", 1, "Rows of independent samples.")
-flags.DEFINE_boolean("snap_latents", True, "Snap sampled latents to the quantizer levels before "
-                     "feeding them to the next decoder (false: continuous, like L3C-PyTorch).")
-flags.DEFINE_boolean("unconditional", False, "Add a column sampling everything, z^(S) from its "
-                     "uniform prior (nothing stored).")
+flags.DEFINE_boolean("snap_latents", True, "L3C: snap sampled latents to the quantizer levels "
+                     "before feeding them to the next decoder (false: continuous, like "
+                     "L3C-PyTorch); pixels are always integers.")
+flags.DEFINE_boolean("unconditional", False, "Add a column sampling everything, the top scale "
+                     "from its uniform prior (nothing stored).")
 
 
 def main(argv):
@@ -36,7 +39,7 @@ def main(argv):
     raise app.UsageError("--num_samples must be >= 1")
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from l3c_jax import figures, sampling, visualize  # pylint: disable=import-outside-toplevel
+  from l3c_jax import figures, sampling  # pylint: disable=import-outside-toplevel
   from l3c_jax.models import families  # pylint: disable=import-outside-toplevel
   from l3c_jax.models import plan as plan_lib  # pylint: disable=import-outside-toplevel
 
@@ -69,7 +72,7 @@ def main(argv):
       key, sub = jax.random.split(key)
       result = sampling.sample_given_scale(cfg, params, x, s, sub,
                                            snap_latents=FLAGS.snap_latents)
-      row.append(visualize.to_uint8_image(jax.device_get(result.x[0])))
+      row.append(figures.to_uint8_image(jax.device_get(result.x[0])))
     rows.append(row)
   print(f"sampled {FLAGS.num_samples} x {len(levels)} images in {time.time() - t0:.1f} s")
   row_titles = [f"sample {r + 1}" for r in range(FLAGS.num_samples)] \

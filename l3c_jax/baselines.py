@@ -17,11 +17,6 @@ from l3c_jax.models.blocks import bicubic_half
 from l3c_jax.models.pyramid import RGBBicubicConfig
 
 
-def recursive_padding_factor(depth: int) -> int:
-  """Images must be multiples of 2^depth for `depth` recursive applications."""
-  return 2 ** depth
-
-
 def rgb_shared_recursive_bits(params, cfg: RGBBicubicConfig, x: jax.Array, depth: int = 4
                               ) -> dict:
   """Bits of an image under RGB-Shared applied recursively `depth` times. Pure.

@@ -25,6 +25,19 @@ def alphabet_size(config, step: plan_lib.Step) -> int:
   return 256 if step.alphabet == plan_lib.PIXEL else config.num_levels
 
 
+def uniform_bits(config, step: plan_lib.Step, num_symbols: int) -> float:
+  """Bits of num_symbols symbols of a step under the uniform prior: n * log2(alphabet size)."""
+  return num_symbols * math.log2(alphabet_size(config, step))
+
+
+def step_alphabet(config, step: plan_lib.Step) -> Tuple[likelihood.Alphabet, bool]:
+  """(the mixture's alphabet, whether channels are R->G->B coupled) of a HEAD step."""
+  if step.alphabet == plan_lib.PIXEL:
+    return likelihood.RGB_ALPHABET, True
+  return likelihood.latent_alphabet(config.num_levels, config.levels_min,
+                                    config.levels_max), False
+
+
 def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -> jax.Array:
   """-log2 p of every symbol of a HEAD step.
 
@@ -34,14 +47,9 @@ def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -
   Returns:
     [B, h, w, C] bits (pixels: C = 3, R, G | R, B | R, G).
   """
-  if step.alphabet == plan_lib.PIXEL:
-    lp = likelihood.log_prob(head, values, likelihood.RGB_ALPHABET, config.num_mixtures, True,
-                             config.log_scale_min)
-  else:
-    alphabet = likelihood.latent_alphabet(config.num_levels, config.levels_min,
-                                          config.levels_max)
-    lp = likelihood.log_prob(head, values, alphabet, config.num_mixtures, False,
-                             config.log_scale_min)
+  alphabet, coupled = step_alphabet(config, step)
+  lp = likelihood.log_prob(head, values, alphabet, config.num_mixtures, coupled,
+                           config.log_scale_min)
   return -lp / LN2
 
 
@@ -65,8 +73,7 @@ def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None
   for step in family.plan(config):
     symbols, values = targets[step.name]
     if step.prior == plan_lib.UNIFORM:
-      uniform[step.name] = jnp.asarray(symbols.size * math.log2(alphabet_size(config, step)),
-                                       jnp.float32)
+      uniform[step.name] = jnp.asarray(uniform_bits(config, step, symbols.size), jnp.float32)
     else:
       maps[step.name] = step_bits(config, step, heads[step.name], values)
   return maps, uniform
@@ -79,45 +86,55 @@ def bits_per_group(config, params, x: jax.Array, train: bool = False, soft_sigma
   The coarsest group (uniform prior) comes last, as in the training metrics.
   """
   maps, uniform = plan_bits(config, params, x, train, soft_sigma)
-  steps = families.plan(config)
   bits = {}
-  for group in reversed(plan_lib.group_names(steps)):
+  for group, steps in reversed(plan_lib.steps_by_group(families.plan(config)).items()):
     total = None
     for step in steps:
-      if step.group != group:
-        continue
       b = uniform[step.name] if step.name in uniform else jnp.sum(maps[step.name])
       total = b if total is None else total + b
     bits[group] = total
   return bits
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
+def _in_plan_order(config, tree: Dict[str, jax.Array]) -> Dict[str, jax.Array]:
+  """A jitted function's dict (keys sorted by jax) back in plan order, finest group first."""
+  return {g: tree[g] for g in reversed(plan_lib.group_names(families.plan(config))) if g in tree}
+
+
 def model_bits(config, params, x: jax.Array) -> Dict[str, jax.Array]:
-  """Jitted `bits_per_group` in evaluation mode (hard quantization): the model's bits of x.
+  """`bits_per_group` in evaluation mode (hard quantization), jitted: the model's bits of x.
 
   Args:
     x: [B, H, W, 3] float32 pixels 0..255, H and W multiples of 2^S.
+  Returns:
+    {group: bits}, finest group first.
   """
-  return bits_per_group(config, params, x)
+  return _in_plan_order(config, _model_bits_jit(config, params, x))
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
+def _model_bits_jit(config, params, x):
+  return bits_per_group(config, params, x)
+
+
 def bit_maps(config, params, x: jax.Array) -> Dict[str, jax.Array]:
-  """Bits per position of every HEAD group on its own grid (channels summed). Jitted.
+  """Bits per position of every HEAD group on its own grid (channels summed), jitted.
 
   Args:
     x: [B, H, W, 3] float32 pixels.
   Returns:
     {group: [B, H / 2^s, W / 2^s] bits} for the groups with a head, finest first.
   """
+  return _in_plan_order(config, _bit_maps_jit(config, params, x))
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _bit_maps_jit(config, params, x):
   family = families.get(config)
   maps, _ = plan_bits(config, params, x)
   out = {}
-  steps = families.plan(config)
-  for group in reversed(plan_lib.group_names(steps)):
-    step_maps = {s.name: jnp.sum(maps[s.name], axis=-1) for s in steps
-                 if s.group == group and s.name in maps}
+  for group, steps in plan_lib.steps_by_group(family.plan(config)).items():
+    step_maps = {s.name: jnp.sum(maps[s.name], axis=-1) for s in steps if s.name in maps}
     if step_maps:
       out[group] = family.group_map(config, group, step_maps)
   return out

@@ -2,9 +2,10 @@
 
 Layout of an exported model directory (written by `save_model`, e.g. by the training loop
 into WORKDIR/model/ at every checkpoint):
-  config.json     {"config": config.to_dict(), "metadata": {...}, "format": "l3c-jax-model/1"}
-                  (the config names its family; configs of the first model files, which have no
-                  "family" key, still load: `models.families.config_from_dict`)
+  config.json     {"config": config.to_dict(), "metadata": {...}, "format": "l3c-jax-model/2"}
+                  (the config names its family; "l3c-jax-model/1" files, whose config is one flat
+                  L3C config with pyramid flags and no "family" key, still load:
+                  `models.families.config_from_dict`)
   params.msgpack  flax.serialization msgpack of the parameter tree (numpy float32 leaves)
 
 `load_model(path)` accepts such a directory or a training workdir that contains `model/`.
@@ -29,7 +30,8 @@ from l3c_jax.models import families
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
-EXPORT_FORMAT = "l3c-jax-model/1"
+EXPORT_FORMAT = "l3c-jax-model/2"  # what save_model writes
+READ_FORMATS = ("l3c-jax-model/1", EXPORT_FORMAT)  # what load_model reads
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 
 
@@ -49,8 +51,9 @@ def compute_fingerprint(config, params) -> str:
 
   "What the network computes" is the family's `network_spec(config)`, not the config's spelling:
   renaming config fields or moving them between families does not orphan existing files. For
-  the families of format 1 it is the set of fields that differ from the paper's L3C config, in
-  that format's vocabulary (see `models.pyramid.RGBPyramidFamily.network_spec`).
+  the families that l3c-jax-model/1 files could hold, it is the set of fields that differ from
+  the paper's L3C config in that file format's flat vocabulary (see
+  `models.pyramid.RGBPyramidFamily.network_spec`).
   Parameters enter in sorted path order as (path, dtype, shape, little-endian bytes), so the
   fingerprint does not depend on dict order, on numpy vs jax arrays or on the host byte order.
   """
@@ -200,7 +203,13 @@ def load_model(path: str) -> Model:
   try:
     with open(os.path.join(directory, CONFIG_FILE), "rb") as f:
       doc = json.loads(f.read())
+    if doc.get("format", EXPORT_FORMAT) not in READ_FORMATS:
+      raise ModelError(f"{os.path.join(directory, CONFIG_FILE)} is a model of format "
+                       f"{doc['format']!r}; this l3c-jax reads {', '.join(READ_FORMATS)} "
+                       "(upgrade l3c-jax)")
     config = families.config_from_dict(doc["config"])
+  except ModelError:
+    raise
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise ModelError(f"cannot read {os.path.join(directory, CONFIG_FILE)}: "
                      f"{type(e).__name__}: {e}") from None

@@ -14,14 +14,12 @@ import functools
 from typing import Dict
 
 import jax
-import jax.numpy as jnp
 
 from l3c_jax import losses
-from l3c_jax.likelihood import dmll
 from l3c_jax.likelihood import sampling as mixture_sampling
 from l3c_jax.models import families
 from l3c_jax.models import plan as plan_lib
-from l3c_jax.models import quantizer
+from l3c_jax.models.l3c import latent_levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,14 +40,13 @@ jax.tree_util.register_dataclass(SampleResult, data_fields=["x", "groups"], meta
 
 def _draw(config, step: plan_lib.Step, head, key, snap_latents: bool):
   """Symbol values of a HEAD step drawn from its mixture."""
-  if step.alphabet == plan_lib.PIXEL:
-    return mixture_sampling.sample_mixture(head, key, dmll.RGB_ALPHABET, config.num_mixtures,
-                                           True, config.log_scale_min)
-  levels = jnp.asarray(quantizer.quantization_levels(config.num_levels, config.levels_min,
-                                                     config.levels_max))
-  lat = dmll.latent_alphabet(config.num_levels, config.levels_min, config.levels_max)
-  return mixture_sampling.sample_mixture(head, key, lat, config.num_mixtures, False,
-                                         config.log_scale_min, snap=snap_latents, levels=levels)
+  alphabet, coupled = losses.step_alphabet(config, step)
+  if coupled:  # pixels
+    return mixture_sampling.sample_mixture(head, key, alphabet, config.num_mixtures, True,
+                                           config.log_scale_min)
+  return mixture_sampling.sample_mixture(head, key, alphabet, config.num_mixtures, False,
+                                         config.log_scale_min, snap=snap_latents,
+                                         levels=latent_levels(config))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "given_scale", "snap_latents"))
@@ -108,7 +105,7 @@ def bpsp_kept(config, params, x: jax.Array) -> Dict[int, float]:
   """
   bits = {k: float(v) for k, v in jax.device_get(losses.model_bits(config, params, x)).items()}
   n = x.shape[0] * 3 * x.shape[1] * x.shape[2]
-  scale_of = {step.group: step.scale for step in families.plan(config)}
+  scale_of = plan_lib.group_scales(families.plan(config))
   kept = {s: sum(b for g, b in bits.items() if scale_of[g] >= s) / n
           for s in range(1, config.num_scales + 2)}
   kept[0] = sum(bits.values()) / n

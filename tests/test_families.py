@@ -41,7 +41,7 @@ def test_config_dict_round_trip(name):
     config_from_dict({**d, "num_levles": 3})
 
 
-# Model configs as the first model files (format 1) spelled them: one flat L3C config.
+# Model configs as l3c-jax-model/1 files spelled them: one flat L3C config.
 FLAT = {"latent_channels": 3, "levels_max": 1.0, "levels_min": -1.0, "log_scale_min": -7.0,
         "num_channels": 32, "num_levels": 256, "num_mixtures": 5, "num_res_blocks": 4,
         "num_scales": 3, "pixel_mean_scale": 1.0, "soft_sigma": 2.0,
@@ -64,7 +64,7 @@ def test_flat_configs_of_the_first_format_map_to_their_family(flags_on, want):
   d.update({k: True for k in flags_on})
   cfg = config_from_dict(d)
   assert cfg == want
-  # The fingerprint keeps format 1's spelling: the flat dict's non-paper fields.
+  # The fingerprint keeps that spelling: the flat dict's non-paper fields.
   spec = families.get(cfg).network_spec(cfg)
   paper = L3CConfig()
   assert spec == {k: v for k, v in d.items() if getattr(paper, k, False) != v}
@@ -126,7 +126,7 @@ def test_flags_pick_the_family_and_its_defaults():
   cfg = _parse("--model.family=rgb_interlaced", "--model.num_channels=32").model
   assert cfg == RGBInterlacedConfig(num_channels=32)
   assert _parse().model == L3CConfig()
-  assert _parse("--model.family=rgb_bicubic", "--model.residual_means=true").model.residual
+  assert _parse("--model.family=rgb_bicubic", "--model.residual_means=true").model.residual_means
 
 
 def test_flags_refuse_a_field_the_family_does_not_have():

@@ -11,7 +11,7 @@ import pytest
 
 import launchers
 
-from l3c_jax import figures, visualize
+from l3c_jax import figures
 
 from test_sampling import SMALL, run_script, spy_on, write_small_model_and_image
 
@@ -72,7 +72,7 @@ def test_heat_maps_and_image_grid_write_pngs(tmp_path):
 
 def test_upsample_nearest_repeats_each_value():
   a = np.array([[1, 2], [3, 4]])
-  up = visualize.upsample_nearest(a, 4)
+  up = figures.upsample_nearest(a, 4)
   assert up.shape == (8, 8)
   np.testing.assert_array_equal(up[:4, :4], 1)
   np.testing.assert_array_equal(up[4:, 4:], 4)

@@ -63,7 +63,7 @@ class CodingStats:
     actual_bits: bits written per group of the coding plan, in coding order (e.g. 'z3', 'z2',
       'z1', 'x' for L3C; 'x3', 'x2', 'x1', 'x' for the RGB pyramids), summed over tiles and
       components.
-    theory_bits: the model's -log2 p of the same symbols per scale (encoder with
+    theory_bits: the model's -log2 p of the same symbols per group (encoder with
       estimate=True only; the top group's is the uniform prior's n * log2 L).
     times_s: wall seconds per stage: 'network' (encoders + per-scale decoders), 'tables'
       (waiting for integer tables), 'coder' (range coding), 'estimate', 'total'.
@@ -142,7 +142,7 @@ def _streams_per_tile(config, num_channels: int) -> int:
 def _top_symbols(config, height_padded: int, width_padded: int, num_channels: int) -> int:
   """Symbols of the uniformly coded first step of one padded tile."""
   top = families.plan(config)[0]
-  return (height_padded * width_padded // config.padding_factor ** 2
+  return ((height_padded >> top.scale) * (width_padded >> top.scale)
           * _coded_channels(config, top, num_channels))
 
 
@@ -294,8 +294,7 @@ class _TileCoder:
 
   def _estimate(self, step, head, symbols, values, num_channels: int):
     if step.prior == plan_lib.UNIFORM:
-      bits = math.prod(symbols.shape[:-1]) * num_channels * math.log2(
-          losses.alphabet_size(self.config, step))
+      bits = losses.uniform_bits(self.config, step, math.prod(symbols.shape[:-1]) * num_channels)
     else:
       with self.clock("estimate"):
         bits = float(_estimate_bits(self.config, step, head, values, num_channels))
@@ -493,8 +492,9 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
   if len(header.stream_lengths) != expected:
     raise CodecError(f"corrupt header ({len(header.stream_lengths)} substreams, expected "
                      f"{expected})")
-  # Every symbol of the top step costs log2(L) bits under the uniform prior, so its substreams bound
-  # the image size by the file size: a forged size cannot make us decode for hours.
+  # Every symbol of the top step costs log2(L) bits under the uniform prior, so its substreams
+  # bound the image size by the file size: a forged size cannot make us decode for hours.
+  top = families.plan(config)[0]
   i = 0
   for k in kinds:
     if k == bitstream.COMPONENT_CONSTANT:
@@ -502,8 +502,7 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
     for _, _, th, tw in tile_grid(header.height, header.width, header.tile_size):
       n_top = _top_symbols(config, images.padded_size(th, factor),
                            images.padded_size(tw, factor), _component_channels(k))
-      top_bits = math.log2(losses.alphabet_size(config, families.plan(config)[0]))
-      min_bytes = int(n_top * top_bits / 8) - 8
+      min_bytes = int(losses.uniform_bits(config, top, n_top) / 8) - 8
       if header.stream_lengths[i] < min_bytes:
         raise CodecError("corrupt header (image size does not match the data)")
       i += _streams_per_tile(config, _component_channels(k))

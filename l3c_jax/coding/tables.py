@@ -198,7 +198,7 @@ def _prefetched(compute: Callable[[int], jax.Array], num_chunks: int) -> Iterato
 
 
 def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, channel: int,
-                 config: L3CConfig) -> Iterator[Tuple[int, np.ndarray]]:
+                 config) -> Iterator[Tuple[int, np.ndarray]]:
   """Tables of one pixel channel, chunk by chunk.
 
   Args:

@@ -262,15 +262,15 @@ def list_images(paths: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]
   return out
 
 
-def center_crop(pixels: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
-  """The central size x size crop of [H, W, ...] (size 0: whole image), trimmed to a multiple.
+def center_crop(pixels: np.ndarray, size, multiple: int = 1) -> np.ndarray:
+  """The central size x size (or height x width) crop of [H, W, ...], trimmed to a multiple.
 
   A side shorter than `size` is kept whole. Both sides are then cut down (centred) to a multiple
   of `multiple` (e.g. the model's 2^S), which must leave at least one multiple.
 
   Args:
     pixels: [H, W, ...] array.
-    size: side of the crop in pixels (0: the whole image).
+    size: side of the crop in pixels, or (height, width); 0: the whole side.
     multiple: both output sides are multiples of this.
   Returns:
     [h, w, ...] view with h = min(H, size) and w = min(W, size) rounded down to `multiple`.
@@ -278,8 +278,9 @@ def center_crop(pixels: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
     ValueError: if a side is shorter than `multiple`.
   """
   h, w = pixels.shape[:2]
-  th = min(h, size) if size > 0 else h
-  tw = min(w, size) if size > 0 else w
+  size_h, size_w = (size, size) if isinstance(size, int) else size
+  th = min(h, size_h) if size_h > 0 else h
+  tw = min(w, size_w) if size_w > 0 else w
   th, tw = th // multiple * multiple, tw // multiple * multiple
   if th == 0 or tw == 0:
     raise ValueError(f"image of {h}x{w} is smaller than {multiple} pixels")

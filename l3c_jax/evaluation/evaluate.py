@@ -30,7 +30,7 @@ class ImageResult:
   """One evaluated image. Times in seconds; bpp and bpsp by `counting` (unpadded image).
 
   `bpsp_per_scale` (actual) and `bpsp_estimated_per_scale` (model cross-entropy) are keyed by
-  the codec's own stage names, whatever they are.
+  the group names of the model's coding plan (`codec.CodingStats`), whatever they are.
   """
   file: str
   height: int = 0

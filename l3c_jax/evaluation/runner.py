@@ -38,7 +38,7 @@ def _learned_row(base: Dict[str, Any], codec: LearnedCodec, res: evaluate.ImageR
   row = dict(base, method=codec.name, kind="learned", num_bytes=res.num_bytes, bpp=res.bpp,
              bpsp=res.bpsp, bpsp_theoretical=res.bpsp_estimated, encode_s=res.encoding_time,
              decode_s=res.decoding_time, exact=res.roundtrip_ok)
-  # Stage names are the codec's own (opaque here).
+  # Keys are the group names of the model's coding plan (opaque here).
   for k, v in (res.bpsp_estimated_per_scale or {}).items():
     row[f"bpsp_theoretical_{k}"] = v
   return row
@@ -59,7 +59,7 @@ def evaluate_images(eval_set: sets.EvalSet, paths: Sequence[str], codecs: Sequen
   Returns:
     (rows, notes): one row per (image, method) with keys set, image, height, width, mode,
     num_subpixels, method, kind ('learned' | 'classical'), num_bytes, bpp, bpsp,
-    bpsp_theoretical (learned only, plus bpsp_theoretical_<stage>), encode_s, decode_s, exact;
+    bpsp_theoretical (learned only, plus bpsp_theoretical_<group>), encode_s, decode_s, exact;
     notes lists skipped images.
   """
   rows, notes, compiled = [], [], {id(c): set() for c in learned}

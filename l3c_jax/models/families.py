@@ -7,9 +7,12 @@
 | `rgb_bicubic_phased` | `models.pyramid` | bicubic pyramid coded in four pixel phases         |
 | `rgb_interlaced`     | `models.pyramid` | interlaced pyramid, phases 1-3 coded (the default) |
 
-Adding a family: one module with a frozen config dataclass (a `family` class attribute naming
-it, `padding_factor`, `to_dict`), a Flax module, and a `plan.Family` subclass; then one
-`register(...)` line below. WORKSPACE.md walks through it with the shipped family.
+Adding a family: one module with a frozen (hashable: it is a jit static argument) config
+dataclass, a Flax module, and a `plan.Family` subclass; then one `register(...)` line below.
+The shared code reads these config attributes: `family` (class attribute naming it),
+`padding_factor`, `to_dict()`, `num_scales`, `num_mixtures`, `log_scale_min`,
+`pixel_mean_scale`, and for LATENT steps `latent_channels`, `num_levels`, `levels_min`,
+`levels_max`. WORKSPACE.md walks through it with the shipped family.
 """
 
 import dataclasses
@@ -53,9 +56,10 @@ def config_fields(name: str) -> Dict[str, dataclasses.Field]:
 
 
 def _legacy_family(d: Dict[str, Any]) -> Dict[str, Any]:
-  """A model config of format 1 (one flat L3C config with pyramid flags) -> family form.
+  """A model config of l3c-jax-model/1 files (one flat L3C config with pyramid flags) -> family
+  form.
 
-  Format-1 files spelled the pyramids as `rgb_bicubic_baseline` plus `pixel_mean_residual`,
+  Those files spelled the pyramids as `rgb_bicubic_baseline` plus `pixel_mean_residual`,
   `phase_context`, `subsample_pyramid` (each needing the one before) and the pixel alphabet as
   `latent_channels=3, num_levels=256`.
   """
@@ -81,7 +85,7 @@ def _legacy_family(d: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def config_from_dict(d: Dict[str, Any]):
-  """Builds a family config from its dict (`config.to_dict()`, or a format-1 model's config).
+  """Builds a family config from its dict (`config.to_dict()`, or an l3c-jax-model/1 config).
 
   Unknown keys raise, so typos fail loudly.
   """
@@ -105,9 +109,9 @@ def plan(config):
   return get(config).plan(config)
 
 
-def runner(config, params, jit: bool = False, **apply_kwargs) -> plan_lib.Runner:
+def runner(config, params, jit: bool = False) -> plan_lib.Runner:
   """A `plan.Runner` of the config's module with these parameters."""
-  return plan_lib.Runner(module(config), params, jit=jit, **apply_kwargs)
+  return plan_lib.Runner(module(config), params, jit=jit)
 
 
 def init_params(config, rng: jax.Array, image_size: int = 16):

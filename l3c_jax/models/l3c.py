@@ -78,6 +78,12 @@ PAPER = L3CConfig()
 REFERENCE_TINY = L3CConfig(num_channels=16, num_res_blocks=2)
 
 
+def latent_levels(config: L3CConfig) -> jax.Array:
+  """[L] float32 quantization centres of z: the value of each latent symbol."""
+  return jnp.asarray(quantizer.quantization_levels(config.num_levels, config.levels_min,
+                                                   config.levels_max))
+
+
 def head_channels(config: L3CConfig, s: int) -> int:
   """K_p of the head on f^(s): 4*3*K for the RGB head (s = 1, with coupling), 3*C_q*K for
   latent heads."""
@@ -122,8 +128,7 @@ class L3C(nn.Module):
                        for s in range(1, c.num_scales + 1)]
 
   def levels(self) -> jax.Array:
-    c = self.config
-    return jnp.asarray(quantizer.quantization_levels(c.num_levels, c.levels_min, c.levels_max))
+    return latent_levels(self.config)
 
   def encode(self, x: jax.Array, train: bool = False, soft_sigma=None):
     """Runs E^(1..S).
@@ -199,9 +204,7 @@ class L3CFamily(plan_lib.Family):
   def values(self, config, step, symbols):
     if step.alphabet == plan_lib.PIXEL:
       return plan_lib.as_values(symbols)
-    levels = jnp.asarray(quantizer.quantization_levels(
-        config.num_levels, config.levels_min, config.levels_max))
-    return quantizer.from_symbols(symbols, levels)
+    return quantizer.from_symbols(symbols, latent_levels(config))
 
   def predict(self, config, run, step, ctx: Dict[str, Any]):
     s = step.scale + 1  # head s on f^(s) predicts z^(s-1)
@@ -213,7 +216,7 @@ class L3CFamily(plan_lib.Family):
     return tuple((f"prob_heads_{s}", s == 0) for s in range(config.num_scales))
 
   def network_spec(self, config):
-    # The fields that differ from the paper config, as model files of format 1 spelled them.
+    # The fields that differ from the paper config, as l3c-jax-model/1 files spelled them.
     return {k: v for k, v in dataclasses.asdict(config).items()
             if getattr(PAPER, k) != v}
 

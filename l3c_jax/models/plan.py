@@ -56,7 +56,20 @@ class Step:
 
 def group_names(plan) -> Tuple[str, ...]:
   """The groups of a plan in coding order, each once."""
-  return tuple(dict.fromkeys(step.group for step in plan))
+  return tuple(steps_by_group(plan))
+
+
+def steps_by_group(plan) -> Dict[str, Tuple[Step, ...]]:
+  """{group: its steps} in coding order."""
+  out: Dict[str, Tuple[Step, ...]] = {}
+  for step in plan:
+    out[step.group] = out.get(step.group, ()) + (step,)
+  return out
+
+
+def group_scales(plan) -> Dict[str, int]:
+  """{group: paper scale s of the array it codes}, e.g. {'z3': 3, ..., 'x': 0}."""
+  return {step.group: step.scale for step in plan}
 
 
 def scale_groups(plan) -> Dict[int, str]:
@@ -79,11 +92,10 @@ class Runner:
   code and build identical tables.
   """
 
-  def __init__(self, module: nn.Module, params, jit: bool = False, **apply_kwargs):
+  def __init__(self, module: nn.Module, params, jit: bool = False):
     self.module = module
     self.params = params
     self.jit = jit
-    self.apply_kwargs = apply_kwargs
 
   def __getattr__(self, method: str) -> Callable:
     if method.startswith("_"):
@@ -91,23 +103,20 @@ class Runner:
 
     def call(*args):
       if not self.jit:
-        return self.module.apply({"params": self.params}, *args, method=method,
-                                 **self.apply_kwargs)
+        return self.module.apply({"params": self.params}, *args, method=method)
       static = tuple(i for i, a in enumerate(args) if isinstance(a, int) or a is None)
-      fn = _jitted(type(self.module), self.module.config, method, static,
-                   tuple(sorted(self.apply_kwargs.items())))
-      return fn(self.params, *args)
+      return _jitted(type(self.module), self.module.config, method, static)(self.params, *args)
 
     return call
 
 
 @functools.lru_cache(maxsize=None)
-def _jitted(module_cls, config, method: str, static: Tuple[int, ...], kwargs) -> Callable:
+def _jitted(module_cls, config, method: str, static: Tuple[int, ...]) -> Callable:
   """One compiled function per (module class, config, method, static argument positions)."""
   module = module_cls(config)
 
   def fn(params, *args):
-    return module.apply({"params": params}, *args, method=method, **dict(kwargs))
+    return module.apply({"params": params}, *args, method=method)
 
   return jax.jit(fn, static_argnums=tuple(i + 1 for i in static))
 

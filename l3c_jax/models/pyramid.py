@@ -53,17 +53,13 @@ class _PyramidFields:
 
   # How the family builds and codes its pyramid (class attributes, not fields).
   family = ""
-  interlaced = False   # x^(s) = phase 0 of x^(s-1) instead of bicubic x0.5
-  phased = False       # each x^(s-1) coded in four phases
+  interlaced = False     # x^(s) = phase 0 of x^(s-1) instead of bicubic x0.5
+  phased = False         # each x^(s-1) coded in four phases
+  residual_means = True  # heads predict means as offsets from x^(s) upsampled (a field below)
 
   def __post_init__(self):
     if min(self.num_scales, self.num_channels, self.num_mixtures) < 1:
       raise ValueError(f"invalid {type(self).__name__}: {self}")
-
-  @property
-  def residual(self) -> bool:
-    """Heads predict their means as offsets from the coarser image x^(s) upsampled."""
-    return True
 
   @property
   def padding_factor(self) -> int:
@@ -89,10 +85,6 @@ class RGBBicubicConfig(_PyramidFields):
   """
   family = "rgb_bicubic"
   residual_means: bool = False
-
-  @property
-  def residual(self) -> bool:
-    return self.residual_means
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +147,7 @@ class RGBPyramid(nn.Module):
     # Decoder input x^(s) - 255 * mean (no /128) through the one (trainable) mean-shift conv, as
     # in the official RGB baselines (hence their 2,729,076 / 909,700 parameters).
     z = self.input_shift(x_s)
-    if c.residual:
+    if c.residual_means:
       # NOTE(l3c-pytorch): with residual means the decoder input is also divided by 128 (as
       # L3C's encoder input is): raw +-128 inputs give head outputs of std ~10 at init
       # (log-scales up to ~75), which costs hundreds of steps to unlearn.
@@ -164,7 +156,7 @@ class RGBPyramid(nn.Module):
     if c.phased:
       return f_s, None
     head = self.prob_heads[s - 1](f_s)
-    up = jnp.repeat(jnp.repeat(x_s, 2, axis=1), 2, axis=2) if c.residual else None
+    up = jnp.repeat(jnp.repeat(x_s, 2, axis=1), 2, axis=2) if c.residual_means else None
     return f_s, blocks.rgb_head_outputs(head, c.num_mixtures, c.pixel_mean_scale, up)
 
   def phase_head(self, s: int, p: int, f_s: jax.Array, x_coarse: jax.Array,
@@ -285,16 +277,16 @@ class RGBPyramidFamily(plan_lib.Family):
     return tuple((f"prob_heads_{s}", True) for s in range(config.num_scales))
 
   def residual_means(self, config) -> bool:
-    return config.residual
+    return config.residual_means
 
   def network_spec(self, config):
-    # Model files of format 1 spelled every pyramid as flags on the L3C config; the fingerprint
-    # keeps that spelling so that their files stay decodable.
+    # l3c-jax-model/1 files spelled every pyramid as flags on the L3C config; the fingerprint
+    # keeps that spelling so that the .l3c files of those models stay decodable.
     paper = _PyramidFields()
     spec = {k: v for k, v in dataclasses.asdict(config).items()
             if k != "residual_means" and getattr(paper, k) != v}
     spec.update(rgb_bicubic_baseline=True, latent_channels=3, num_levels=256)
-    if config.residual:
+    if config.residual_means:
       spec["pixel_mean_residual"] = True
     if config.phased:
       spec["phase_context"] = True

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from l3c_jax.models.config import L3CConfig
 from l3c_jax.train import step as step_lib
 
 
@@ -33,7 +32,7 @@ def default_mode() -> str:
   return "loop" if jax.default_backend() == "cpu" else "vmap"
 
 
-def create_states(cfg: L3CConfig, tx: optax.GradientTransformation, seeds: Sequence[int],
+def create_states(cfg, tx: optax.GradientTransformation, seeds: Sequence[int],
                   lr_scales: Sequence[float]):
   """Stacked TrainStates, member i initialized from seed i with learning-rate scale i."""
   states = [step_lib.create_train_state(cfg, tx, jax.random.key(s), lr)
@@ -41,7 +40,7 @@ def create_states(cfg: L3CConfig, tx: optax.GradientTransformation, seeds: Seque
   return stack(states)
 
 
-def make_sweep_step(cfg: L3CConfig, tx: optax.GradientTransformation, num_members: int,
+def make_sweep_step(cfg, tx: optax.GradientTransformation, num_members: int,
                     mode: str = "auto") -> Callable:
   """Returns step(states, x, scale_weights [N, S], soft_sigmas [N]) -> (states, metrics [N]).
 

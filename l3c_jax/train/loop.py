@@ -16,6 +16,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from l3c_jax import model_io
 from l3c_jax.data import pipeline
 from l3c_jax.models import families
+from l3c_jax.models import plan as plan_lib
 from l3c_jax.models.families import count_params
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.checkpoint import Checkpointer
@@ -61,8 +62,8 @@ def _check_workdir_config(workdir: str, config: ExperimentConfig) -> None:
   new = config.to_dict()
   if os.path.exists(path):
     with open(path) as f:
-      # Normalized through the family registry: a run started with a config of the first
-      # format (pyramid flags on one L3C config) resumes under the family that replaced them.
+      # Normalized through the family registry: a run started before model families (pyramid
+      # flags on one L3C config) resumes under the family that replaced them.
       old_model = families.config_from_dict(json.load(f).get("model", {})).to_dict()
     if old_model != new["model"]:
       diff = [k for k in sorted(set(new["model"]) | set(old_model))
@@ -80,8 +81,8 @@ def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) ->
 
 
 def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh) -> dict:
-  """bpsp per scale over a fixed validation array [N, c, c, 3] (last partial batch dropped
-  to keep one compiled shape, unless N < batch_size)."""
+  """bpsp per group of the coding plan over a fixed validation array [N, c, c, 3] (last
+  partial batch dropped to keep one compiled shape, unless N < batch_size)."""
   n = val_images.shape[0]
   bs = min(batch_size, n)
   bs -= bs % len(mesh.devices.flat)
@@ -210,7 +211,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
                    learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,
                    epoch=step / loader.batches_per_epoch, devices=num_devices)
         writer.write(rec)
-        groups = [k[len("bpsp_"):] for k in rec if k.startswith("bpsp_")]  # finest first
+        groups = reversed(plan_lib.group_names(families.plan(cfg)))  # finest first
         _log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (" +
              ", ".join(f"{g} {rec[f'bpsp_{g}']:.3f}" for g in groups) +
              f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
