@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from l3c_jax import baselines, losses
-from l3c_jax.models import RGBBicubicConfig, init_params, param_shapes
+from l3c_jax.models import RGBBicubicConfig, param_shapes
 from l3c_jax.models import families
 from l3c_jax.models.blocks import bicubic_half
+
+from conftest import random_params
 
 
 def _count(cfg):
@@ -33,7 +35,7 @@ def test_bicubic_half_keeps_constant_images_and_integers():
 
 def test_rgb_baseline_every_scale_is_an_rgb_image():
   cfg = RGBBicubicConfig(num_channels=4, num_res_blocks=1, num_mixtures=2)
-  p = init_params(cfg, jax.random.key(0))
+  p = random_params(cfg, seed=0)
   x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
   family = families.get(cfg)
   run = families.runner(cfg, p)
@@ -43,20 +45,21 @@ def test_rgb_baseline_every_scale_is_an_rgb_image():
   heads = families.module(cfg).apply({"params": p}, x)
   assert sorted(heads) == ["x", "x1", "x2"]
   assert all(h.shape[-1] == 4 * 3 * 2 for h in heads.values())
-  bits = losses.bits_per_group(cfg, p, x)
+  bits = losses.model_bits(cfg, p, x)
   assert list(bits) == ["x", "x1", "x2", "x3"]
   assert float(bits["x3"]) == pytest.approx(2 * 2 * 3 * 8)   # top image stored with 8 bits
 
 
 def test_rgb_shared_recursive_bits_sum_levels():
   cfg = RGBBicubicConfig(num_scales=1, num_channels=4, num_res_blocks=1, num_mixtures=2)
-  p = init_params(cfg, jax.random.key(0))
+  p = random_params(cfg, seed=0)
   x = jnp.asarray(np.random.default_rng(2).integers(0, 256, (1, 32, 16, 3)), jnp.float32)
-  bits = baselines.rgb_shared_recursive_bits(p, cfg, x, depth=4)
+  # Jitted as a caller would (eager dispatch of four levels takes seconds).
+  bits = jax.jit(baselines.rgb_shared_recursive_bits, static_argnums=(1, 3))(p, cfg, x, 4)
   assert sorted(bits) == ["x0", "x1", "x2", "x3", "x4"]
   assert float(bits["x4"]) == 2 * 1 * 3 * 8
   # Level 0 equals one plain application of the S=1 model.
-  np.testing.assert_allclose(float(bits["x0"]), float(losses.bits_per_group(cfg, p, x)["x"]),
+  np.testing.assert_allclose(float(bits["x0"]), float(losses.model_bits(cfg, p, x)["x"]),
                              rtol=1e-6)
   with pytest.raises(ValueError):
     baselines.rgb_shared_recursive_bits(p, cfg.replace(num_scales=3), x)

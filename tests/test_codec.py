@@ -220,6 +220,7 @@ def test_model_io_save_load_and_fingerprint(tiny_config, tiny_params, tmp_path):
   assert model_io.read_metadata(str(tmp_path / "m")) == {"step": 3}
   doc = json.loads((tmp_path / "m" / "config.json").read_text())
   assert doc["fingerprint"] == loaded.fingerprint
+  assert doc["format"] == "l3c-jax-model/2" and doc["config"]["family"] == "l3c"
   # A training workdir with an exported model/ works too.
   model_io.save_model(str(tmp_path / "work" / "model"), tiny_config, tiny_params)
   assert model_io.load_model(str(tmp_path / "work")).fingerprint == loaded.fingerprint
@@ -253,6 +254,11 @@ def test_model_io_errors_are_one_line(tiny_config, tiny_params, tmp_path):
     model_io.load_model(str(d))
   (d / "config.json").write_text("{")
   with pytest.raises(model_io.ModelError, match="config.json"):
+    model_io.load_model(str(d))
+  (d / "config.json").write_text(json.dumps({**cfg, "format": "l3c-jax-model/9"}))
+  with pytest.raises(model_io.ModelError,
+                     match="format 'l3c-jax-model/9'; this l3c-jax reads l3c-jax-model/1, "
+                           "l3c-jax-model/2"):
     model_io.load_model(str(d))
 
 
@@ -335,8 +341,8 @@ def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
   training forward pass (teacher forcing): the model never peeks at what the decoder lacks."""
   x = np_rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
   _, stats = codec.encode(images.from_array(x), pyramid_model, estimate=True)
-  _, metrics = step_lib.loss_fn(pyramid_model.params, jnp.asarray(x[None], jnp.float32),
-                                pyramid_model.config)
+  _, metrics = jax.jit(step_lib.loss_fn, static_argnums=(2,))(
+      pyramid_model.params, jnp.asarray(x[None], jnp.float32), pyramid_model.config)
   for key in ("x", "x1", "x2", "x3"):
     np.testing.assert_allclose(stats.theory_bits[key] / x.size,
                                float(metrics[f"bpsp_{key}"]), rtol=2e-4, err_msg=key)

@@ -6,17 +6,24 @@ import numpy as np
 
 from l3c_jax import losses
 from l3c_jax.likelihood import dmll
-from l3c_jax.models import L3C, L3CConfig, init_params
+from l3c_jax.models import L3C, L3CConfig
 from l3c_jax.models import families
 from l3c_jax.models.pyramid import (RGBBicubicConfig, RGBBicubicPhasedConfig,
                                     RGBInterlacedConfig, RGBPyramid)
 from l3c_jax.train import step as step_lib
 
+from conftest import random_params
+
+
+def _params(cfg, seed: int):
+  """Random parameters as jax arrays, without compiling `init_params` (seconds per config)."""
+  return jax.tree_util.tree_map(jnp.asarray, random_params(cfg, seed=seed))
+
 CFG = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
 
 
 def test_pixel_mean_scale_multiplies_only_rgb_mean_channels():
-  p = init_params(CFG, jax.random.key(0))
+  p = _params(CFG, 0)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
   a = L3C(CFG).apply({"params": p}, x)
   b = L3C(CFG.replace(pixel_mean_scale=10.0)).apply({"params": p}, x)
@@ -30,7 +37,7 @@ def test_pixel_mean_scale_multiplies_only_rgb_mean_channels():
 
 def test_pixel_head_init_starts_means_at_mid_grey():
   cfg = CFG.replace(pixel_mean_scale=127.5)
-  p = step_lib.init_pixel_head(init_params(cfg, jax.random.key(0)), cfg)
+  p = step_lib.init_pixel_head(_params(cfg, 0), cfg)
   x = jnp.zeros((1, 16, 16, 3), jnp.float32)
   head = np.asarray(L3C(cfg).apply({"params": p}, x).head_params[0])
   ck = 3 * cfg.num_mixtures
@@ -54,7 +61,7 @@ def _zero_head_outputs(params, cfg):
 
 
 def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_coupling():
-  p = _zero_head_outputs(init_params(RES, jax.random.key(0)), RES)
+  p = _zero_head_outputs(_params(RES, 0), RES)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
   heads = RGBPyramid(RES).apply({"params": p}, x)
   pyramid = (x,) + RGBPyramid(RES).apply({"params": p}, x, method="encode")
@@ -73,20 +80,20 @@ def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_
 
 def test_pixel_head_init_sets_every_rgb_head_of_the_baselines():
   cfg = RES.replace(residual_means=False, pixel_mean_scale=127.5)
-  p = step_lib.init_pixel_head(init_params(cfg, jax.random.key(0)), cfg)
+  p = step_lib.init_pixel_head(_params(cfg, 0), cfg)
   ck = 3 * cfg.num_mixtures
   for s in range(cfg.num_scales):
     bias = np.asarray(p[f"prob_heads_{s}"]["out"]["conv"]["bias"])
     np.testing.assert_allclose(bias[ck:2 * ck], 1.0)            # 127.5 / 127.5
     np.testing.assert_allclose(bias[2 * ck:3 * ck], np.log(16.0), rtol=1e-6)
-  res = step_lib.init_pixel_head(init_params(RES, jax.random.key(0)), RES)
+  res = step_lib.init_pixel_head(_params(RES, 0), RES)
   np.testing.assert_array_equal(np.asarray(res["prob_heads_2"]["out"]["conv"]["bias"])[ck:2 * ck],
                                 0.0)
 
 
 def test_interlaced_pyramid_codes_phases_one_to_three_only():
   cfg = RGBInterlacedConfig(**SIZES)
-  p = init_params(cfg, jax.random.key(0))
+  p = _params(cfg, 0)
   x = jnp.asarray(np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3)), jnp.float32)
   pyramid = RGBPyramid(cfg).apply({"params": p}, x, method="encode")
   np.testing.assert_array_equal(np.asarray(pyramid[0]), np.asarray(x[:, ::2, ::2]))
@@ -106,14 +113,13 @@ def test_interlaced_pyramid_codes_phases_one_to_three_only():
 
 
 def test_merge_params_takes_matching_leaves_only():
-  src = init_params(RGBBicubicPhasedConfig(**SIZES), jax.random.key(1))
-  dst = init_params(RGBInterlacedConfig(**SIZES), jax.random.key(2))
+  src = _params(RGBBicubicPhasedConfig(**SIZES), 1)
+  dst = _params(RGBInterlacedConfig(**SIZES), 2)
   merged, taken = step_lib.merge_params(dst, src)
   assert taken == len(jax.tree_util.tree_leaves(dst))                  # a subset of src's heads
   np.testing.assert_array_equal(np.asarray(merged["decoders_0"]["head"]["conv"]["kernel"]),
                                 np.asarray(src["decoders_0"]["head"]["conv"]["kernel"]))
-  other = init_params(RGBBicubicPhasedConfig(**{**SIZES, "num_channels": 6}),
-                      jax.random.key(3))                                  # other shapes: nothing
+  other = _params(RGBBicubicPhasedConfig(**{**SIZES, "num_channels": 6}), 3)  # other shapes
   kept, taken = step_lib.merge_params(other, src)
   assert taken < len(jax.tree_util.tree_leaves(other))
   np.testing.assert_array_equal(np.asarray(kept["decoders_0"]["head"]["conv"]["kernel"]),

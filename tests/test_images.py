@@ -104,7 +104,8 @@ def test_images_pad_replicates_edges_to_a_multiple(np_rng, shape):
 
 @pytest.mark.parametrize("shape,size,multiple,want", [
     ((100, 80, 3), 32, 8, (32, 32)), ((30, 100, 3), 64, 8, (24, 64)),
-    ((37, 45, 3), 0, 8, (32, 40)), ((16, 16), 16, 1, (16, 16))])
+    ((37, 45, 3), 0, 8, (32, 40)), ((16, 16), 16, 1, (16, 16)),
+    ((100, 80, 3), (24, 48), 1, (24, 48)), ((30, 100, 3), (0, 17), 8, (24, 16))])
 def test_center_crop_sizes(shape, size, multiple, want):
   px = np.arange(int(np.prod(shape))).reshape(shape)
   out = images.center_crop(px, size, multiple)
