@@ -123,16 +123,19 @@ def test_training_refuses_other_model_in_same_workdir(tmp_path):
 
 
 def test_runs_of_the_first_config_format_resume_under_their_family(tmp_path, monkeypatch):
-  """The committed default run's config.json predates model families (flat pyramid flags);
-  its flagfile now names the family, and the two must count as the same model."""
+  """A run started before model families wrote its model as one flat config with pyramid flags
+  (as the default run's config.json up to step 6339); its flagfile now names the family, and the
+  two must count as the same model."""
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import config as config_lib  # pylint: disable=g-import-not-at-top
-  run = os.path.join(ROOT, "experiments", "runs", "default_subsample_cpu", "config.json")
   work = tmp_path / "w"
   work.mkdir()
-  old = json.loads(open(run).read())
-  assert "family" not in old["model"]
-  (work / "config.json").write_text(json.dumps(old))
+  flat = {"latent_channels": 3, "levels_max": 1.0, "levels_min": -1.0, "log_scale_min": -7.0,
+          "num_channels": 32, "num_levels": 256, "num_mixtures": 5, "num_res_blocks": 4,
+          "num_scales": 3, "phase_context": True, "pixel_mean_residual": True,
+          "pixel_mean_scale": 1.0, "rgb_bicubic_baseline": True, "soft_sigma": 2.0,
+          "subsample_pyramid": True}
+  (work / "config.json").write_text(json.dumps({"model": flat, "train": {}}))
   monkeypatch.chdir(ROOT)  # nested --flagfile lines are relative to the repo root
   fv = flags.FlagValues()
   config_lib.define_flags(fv)
