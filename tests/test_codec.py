@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import tracemalloc
 
 import jax
 import jax.numpy as jnp
@@ -120,6 +121,23 @@ def _forge(data: bytes, **changes) -> bytes:
   header, streams = bitstream.unpack(data)
   streams = changes.pop("streams", streams)
   return bitstream.pack(dataclasses.replace(header, **changes), streams)
+
+
+def test_codec_refuses_a_forged_huge_tile_grid_before_listing_tiles(model, np_rng):
+  """A 142-byte-class file declaring 46340 x 46340 pixels in 8-pixel tiles (33.5 M tiles) is
+  refused from the counts alone, without building the tile list (which took GBs)."""
+  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(np.uint8)),
+                         model)
+  forged = _forge(data, height=46340, width=46340, tile_size=8, pad_h=-46340 % 8,
+                  pad_w=-46340 % 8)
+  tracemalloc.start()
+  try:
+    with pytest.raises(CodecError, match="substreams, expected"):
+      codec.decode(forged, model)
+    _, peak_bytes = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  assert peak_bytes < 10 * 2**20  # the tile list alone would take gigabytes
 
 
 def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
