@@ -50,8 +50,9 @@ def test_images_refuses_deep_arrays(dtype):
 def test_images_refuses_unsupported_modes_and_shapes():
   with pytest.raises(ImageError, match="unsupported image mode 'CMYK'"):
     images.from_pil(Image.new("CMYK", (4, 3)))
-  with pytest.raises(ImageError, match="cannot interpret"):
-    images.from_array(np.zeros((4, 3, 5), np.uint8))
+  for shape in ((4, 3, 5), (10,), (), (2, 2, 2, 2)):  # 1-D raised IndexError before
+    with pytest.raises(ImageError, match="cannot interpret"):
+      images.from_array(np.zeros(shape, np.uint8))
   with pytest.raises(ImageError, match="empty image"):
     images.from_array(np.zeros((0, 3, 3), np.uint8))
   with pytest.raises(ImageError, match="cannot read image"):

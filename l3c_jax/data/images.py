@@ -149,8 +149,11 @@ def from_array(arr: np.ndarray) -> ImageData:
     raise ImageError(f"image arrays must be uint8, got {arr.dtype}")
   if arr.ndim == 3 and arr.shape[2] == 1:
     arr = arr[..., 0]
-  modes = {2: "L"} if arr.ndim == 2 else {3: {2: "LA", 3: "RGB", 4: "RGBA"}.get(arr.shape[2])}
-  mode = modes.get(arr.ndim)
+  mode = None
+  if arr.ndim == 2:
+    mode = "L"
+  elif arr.ndim == 3:
+    mode = {2: "LA", 3: "RGB", 4: "RGBA"}.get(arr.shape[2])
   if mode is None:
     raise ImageError(f"cannot interpret an array of shape {arr.shape} as an image "
                      "(expected HxW, HxWx1, HxWx2, HxWx3 or HxWx4)")
