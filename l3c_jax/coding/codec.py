@@ -49,7 +49,6 @@ from l3c_jax.models import families
 from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
-_LN2 = math.log(2.0)
 
 
 @dataclasses.dataclass

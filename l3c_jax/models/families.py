@@ -16,6 +16,7 @@ The shared code reads these config attributes: `family` (class attribute naming 
 """
 
 import dataclasses
+import functools
 from typing import Any, Dict
 
 import jax
@@ -104,8 +105,9 @@ def module(config):
   return get(config).module(config)
 
 
+@functools.lru_cache(maxsize=None)
 def plan(config):
-  """The coding plan of a config's family."""
+  """The coding plan of a config's family (a tuple, built once per config)."""
   return get(config).plan(config)
 
 

@@ -237,12 +237,15 @@ class RGBPyramidFamily(plan_lib.Family):
     """x^(s) from the context (merged from its phases once they are all known)."""
     group = plan_lib.group_name("x", s)
     if group not in ctx:
-      parts = [ctx[f"{group}.p{p}"] for p in range(first_coded_phase(config),
-                                                   len(blocks.PHASES))]
-      if config.interlaced:
-        parts.insert(0, self._scale_image(config, ctx, s + 1))
-      ctx[group] = blocks.phase_merge(parts)
+      ctx[group] = blocks.phase_merge(self._phases(config, ctx, s, len(blocks.PHASES)))
     return ctx[group]
+
+  def _phases(self, config, ctx: Dict[str, Any], s: int, count: int):
+    """Values of phases 0..count-1 of x^(s): coded steps from ctx, except phase 0 of an
+    interlaced pyramid, which is x^(s+1) itself."""
+    group = plan_lib.group_name("x", s)
+    return [self._scale_image(config, ctx, s + 1) if config.interlaced and q == 0
+            else ctx[f"{group}.p{q}"] for q in range(count)]
 
   def predict(self, config, run, step, ctx):
     s = step.scale + 1  # D^(s) predicts x^(s-1)
@@ -253,10 +256,7 @@ class RGBPyramidFamily(plan_lib.Family):
       return ctx[f"head{s}"]
     known = None
     if step.phase:
-      group = plan_lib.group_name("x", step.scale)
-      parts = [coarse if config.interlaced and q == 0 else ctx[f"{group}.p{q}"]
-               for q in range(step.phase)]
-      known = jnp.concatenate(parts, axis=-1)
+      known = jnp.concatenate(self._phases(config, ctx, step.scale, step.phase), axis=-1)
     return run.phase_head(s, step.phase, ctx[f"f{s}"], coarse, known)
 
   def group_values(self, config, ctx, group):
