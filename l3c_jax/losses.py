@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from l3c_jax import likelihood
 from l3c_jax.models import families
+from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 LN2 = math.log(2.0)
@@ -48,8 +49,13 @@ def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -
     [B, h, w, C] bits (pixels: C = 3, R, G | R, B | R, G).
   """
   alphabet, coupled = step_alphabet(config, step)
-  lp = likelihood.log_prob(head, values, alphabet, config.num_mixtures, coupled,
-                           config.log_scale_min)
+  if getattr(config, "exact", False):
+    # Exact heads give parameters in bin units (models.fixed_point); symbols are bin indices.
+    symbols = jnp.round((values - alphabet.x_min) / alphabet.bin_width)
+    lp = fixed_point.log_prob(head, symbols, alphabet.num_bins, config.num_mixtures, coupled)
+  else:
+    lp = likelihood.log_prob(head, values, alphabet, config.num_mixtures, coupled,
+                             config.log_scale_min)
   return -lp / LN2
 
 

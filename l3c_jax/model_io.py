@@ -85,6 +85,23 @@ class Model:
     """Hex sha256 of (weights, config, codec format version); see `compute_fingerprint`."""
     return compute_fingerprint(self.config, self.params)
 
+  @functools.cached_property
+  def exact(self) -> "Model":
+    """The form the codec codes with: the same parameters, computing in exact fixed point
+    (`models.fixed_point`; itself if already exact). A float-trained model pays a little
+    rate for it (its quantization is not trained); `--model.exact=true` fine-tunes it away.
+
+    Raises:
+      ModelError: the config cannot compute exactly (e.g. a pixel_mean_scale that is not a
+        power of two).
+    """
+    if self.config.exact:
+      return self
+    try:
+      return Model(self.config.replace(exact=True), self.params)
+    except ValueError as e:
+      raise ModelError(f"this model has no exact form, so it cannot code files ({e})") from None
+
 
 def random_model(config, seed: int = 0, broad_heads: bool = True) -> Model:
   """A model with random weights (no compilation), for tests, benchmarks and smoke runs.

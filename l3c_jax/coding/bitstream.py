@@ -8,6 +8,8 @@ Layout (all integers little-endian):
   5       4     body length B (bytes)
   9       B     body:
                   16  model fingerprint (first 16 bytes of the model's sha256)
+                   1  numerics version (how the decoder must compute its tables; see
+                      models.fixed_point: 1 = exact fixed point, portable)
                    1  image mode code (MODE_CODES)
                    4  height, 4 width (pixels, unpadded)
                    4  tile size (pixels; a multiple of 2^S)
@@ -22,9 +24,13 @@ Layout (all integers little-endian):
   9 + B   4     CRC32 of bytes [0, 9 + B)
   ...           payload: the N substreams back to back, nothing after them
 
-Checks on parsing, in order: magic, version (a newer version is refused as such), header
-length, header CRC, field ranges, payload length (truncation / trailing bytes), payload CRC.
+Checks on parsing, in order: magic, version (a newer version is refused as such, and so are the
+float-numerics files of version 1, by name), header length, header CRC, field ranges, numerics
+version, payload length (truncation / trailing bytes), payload CRC.
 Every failure raises `CodecError` with a one-line message.
+
+Version history: 1 (float tables: a file decoded only in the environment that wrote it);
+2 adds the numerics byte and codes with the exact fixed-point model (numerics 1).
 """
 
 import dataclasses
@@ -33,7 +39,8 @@ import zlib
 from typing import Optional, Tuple, Union
 
 MAGIC = b"L3CJ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+NUMERICS_VERSIONS = (1,)     # numerics this version of l3c-jax decodes
 FINGERPRINT_BYTES = 16
 MAX_SIDE = 1 << 20           # refuse absurd dimensions before allocating anything
 MAX_PIXELS = 1 << 31
@@ -61,6 +68,7 @@ class Header:
 
   Attributes:
     fingerprint: FINGERPRINT_BYTES of the encoding model's fingerprint.
+    numerics: the numerics version the tables were computed with.
     mode: image mode (a key of MODE_CODES).
     height, width: image size in pixels.
     tile_size: tiles are tile_size x tile_size (smaller at the right / bottom border).
@@ -85,6 +93,7 @@ class Header:
   transparency: Optional[Union[int, bytes]]
   stream_lengths: Tuple[int, ...]
   payload_crc32: int
+  numerics: int = NUMERICS_VERSIONS[-1]
 
 
 def crc32(data) -> int:
@@ -96,6 +105,7 @@ def _body(h: Header) -> bytes:
   if len(h.fingerprint) != FINGERPRINT_BYTES:
     raise ValueError("fingerprint must have 16 bytes")
   out += h.fingerprint
+  out += struct.pack("<B", h.numerics)
   out += struct.pack("<BIIIBBI", MODE_CODES[h.mode], h.height, h.width, h.tile_size,
                      h.pad_h, h.pad_w, h.pixel_crc32)
   out += struct.pack("<B", len(h.components))
@@ -167,6 +177,11 @@ def unpack(data: bytes) -> Tuple[Header, Tuple[bytes, ...]]:
   if version > FORMAT_VERSION:
     raise CodecError(f"file format version {version} is newer than this l3c-jax supports "
                      f"({FORMAT_VERSION}); upgrade l3c-jax")
+  if version == 1:
+    raise CodecError(f"file format version 1 (float numerics, decodable only on the machine and "
+                     f"jax version that wrote it) is not supported by this l3c-jax (format "
+                     f"version {FORMAT_VERSION}); decode it with l3c-jax 0.1 where it was "
+                     f"written, then compress it again")
   if version != FORMAT_VERSION:
     raise CodecError(f"unknown file format version {version}")
   end = _PREFIX.size + body_len
@@ -194,6 +209,10 @@ def unpack(data: bytes) -> Tuple[Header, Tuple[bytes, ...]]:
 def _parse_body(body: bytes) -> Header:
   r = _Reader(body)
   fingerprint = r.take(FINGERPRINT_BYTES)
+  (numerics,) = r.unpack("B")
+  if numerics not in NUMERICS_VERSIONS:
+    raise CodecError(f"file needs numerics version {numerics}; this l3c-jax computes "
+                     f"{', '.join(map(str, NUMERICS_VERSIONS))} (upgrade l3c-jax)")
   mode_code, height, width, tile_size, pad_h, pad_w, pixel_crc = r.unpack("BIIIBBI")
   if mode_code not in MODES_BY_CODE:
     raise CodecError(f"corrupt header (unknown image mode code {mode_code})")
@@ -229,4 +248,4 @@ def _parse_body(body: bytes) -> Header:
                 width=width, tile_size=tile_size, pad_h=pad_h, pad_w=pad_w,
                 pixel_crc32=pixel_crc, components=components, palette=palette,
                 transparency=transparency, stream_lengths=tuple(lengths),
-                payload_crc32=payload_crc)
+                payload_crc32=payload_crc, numerics=numerics)

@@ -42,10 +42,12 @@ import numpy as np
 from l3c_jax import losses
 from l3c_jax.coding import bitstream
 from l3c_jax.coding import entropy
+from l3c_jax.coding import exact_tables
 from l3c_jax.coding import tables
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
 from l3c_jax.models import families
+from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
@@ -157,6 +159,17 @@ def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.
   x_prev = np.zeros((num_rows_padded, 3), np.float32)
   x_prev[:pixels.shape[0], :channel] = pixels[:, :channel]
   return jnp.asarray(x_prev)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _integer_params(head: jax.Array, coupled: bool) -> jax.Array:
+  """Exact head parameters (`fixed_point.snap_mixture`) -> the same values in the integer
+  units of `coding.exact_tables` (logit16, mean64, ls32 and, coupled, lambda_q): products of
+  values on those grids with powers of two, so exact. [..., P C K] float32 -> same shape."""
+  grids = [fixed_point.LOGIT_FRAC_BITS, fixed_point.MEAN_FRAC_BITS,
+           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_Q_BITS] if coupled else [])
+  per = head.shape[-1] // len(grids)
+  return head * np.repeat(np.exp2(np.asarray(grids, np.float32)), per)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 4))
@@ -276,14 +289,15 @@ class _TileCoder:
     conditioned on channels < c of `flat` (the decoder fills them in as it goes)."""
     n = head.shape[1] * head.shape[2]
     with self.clock("tables"):
+      head = _integer_params(head, step.alphabet == plan_lib.PIXEL)
       if step.alphabet == plan_lib.LATENT:
         rows = tables.to_rows(head, tables.latent_chunk_positions(n, self.config))
-        return [(tables.latent_tables(rows, n, self.config), None)]
+        return [(exact_tables.latent_tables(rows, n, self.config), None)]
       rows = tables.to_rows(head, tables.chunk_rows_for(n))
 
     def channel_tables(c):
       x_prev = _x_prev_rows(flat, c, rows.shape[0])
-      return tables.pixel_tables(rows, x_prev, n, c, self.config)
+      return exact_tables.pixel_tables(rows, x_prev, n, c, self.config)
 
     return ((_Lazy(channel_tables, c), c) for c in range(flat.shape[1]))
 
@@ -437,6 +451,7 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
     (file bytes, CodingStats).
   """
   t0 = time.perf_counter()
+  model = model.exact
   cfg = model.config
   factor = cfg.padding_factor
   tile_size = max(factor, (int(tile_size) // factor) * factor)
@@ -509,6 +524,13 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
       i += _streams_per_tile(config, _component_channels(k))
 
 
+# The header and payload checksums passed, so the bytes are as the encoder wrote them; with exact
+# numerics both sides compute the same tables, so a failure here is a bug (or a forged file).
+_INTACT_BUT_WRONG = ("the file is intact but did not decode: the decoder's probability tables "
+                     "differ from the encoder's (a bug in l3c-jax; please report it with "
+                     "the file)")
+
+
 def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
   """Decompresses a file made by `encode` with the same model.
 
@@ -519,6 +541,7 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
       newer format, other model, truncated, corrupt); never returns a wrong image.
   """
   t0 = time.perf_counter()
+  model = model.exact
   cfg = model.config
   header, streams = bitstream.unpack(data)
   _validate(header, cfg, model.fingerprint)
@@ -541,12 +564,11 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
   except CodecError:
     raise
   except entropy.StreamError as e:
-    raise CodecError(f"corrupt data ({e})") from None
+    raise CodecError(f"{_INTACT_BUT_WRONG} ({e})") from None
   except Exception as e:  # anything else on untrusted input is reported, not raised raw
     raise CodecError(f"corrupt data ({type(e).__name__}: {e})") from None
   if pixel_crc32(pixels) != header.pixel_crc32:
-    raise CodecError("decoded image does not match its checksum (corrupt file, or a "
-                     "platform whose floating point differs from the encoder's)")
+    raise CodecError(f"{_INTACT_BUT_WRONG} (decoded pixels fail their checksum)")
   try:
     image = images.ImageData(np.ascontiguousarray(pixels), header.mode, header.palette,
                              header.transparency)

@@ -84,7 +84,7 @@ def coupled_means(mp: MixtureParams, x: jax.Array, channel: Optional[int] = None
   return jnp.stack([mu_r, mu_g, mu_b], axis=-2)
 
 
-def _log_prob_from(logits, means, log_scales, targets, alphabet: Alphabet):
+def log_prob_from(logits, means, log_scales, targets, alphabet: Alphabet):
   """log p(target) of a discretized logistic mixture; all inputs [..., K] except targets [...]."""
   b = alphabet.bin_width
   t = targets[..., None]
@@ -122,7 +122,7 @@ def log_prob(head: jax.Array, targets: jax.Array, alphabet: Alphabet, num_mixtur
   c = targets.shape[-1]
   mp = split_params(head, c, num_mixtures, coupled, log_scale_min)
   means = coupled_means(mp, targets) if coupled else mp.means
-  return _log_prob_from(mp.logits, means, mp.log_scales, targets, alphabet)
+  return log_prob_from(mp.logits, means, mp.log_scales, targets, alphabet)
 
 
 def channel_mixture(head: jax.Array, channel: int, num_channels: int, num_mixtures: int,

@@ -13,12 +13,18 @@ import jax.numpy as jnp
 from l3c_jax.models import layers
 
 
-def input_normalization():
+def input_normalization(exact: bool = False):
   """The fixed input normalization of L3C as two 1x1 convs: x - 255 * RGB mean, then / 128
   (they are parameters, as in the official code, so the parameter counts match)."""
-  shift = layers.AffineConv1x1(scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN))
-  scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0))
+  shift = layers.AffineConv1x1(scale=1.0, bias=tuple(-255.0 * m for m in layers.RGB_MEAN),
+                               exact=exact)
+  scale = layers.AffineConv1x1(scale=1.0 / 128.0, bias=(0.0, 0.0, 0.0), exact=exact)
   return shift, scale
+
+
+def is_exact(config) -> bool:
+  """Whether a config's decoder side computes in exact fixed point (`models.fixed_point`)."""
+  return bool(getattr(config, "exact", False))
 
 
 class Encoder(nn.Module):
@@ -35,29 +41,39 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-  """D^(s): 1x1 head on z^(s), fusion by addition of f^(s+1), EDSR body, conv + pixel shuffle."""
+  """D^(s): 1x1 head on z^(s), fusion by addition of f^(s+1), EDSR body, conv + pixel shuffle.
+
+  in_range_log2: exact form only, inputs z are clipped to [-2^r, 2^r] (raw pixel inputs of
+  the paper's RGB baselines need r = 8; normalized pixels and latents 4).
+  """
   config: "object"
+  in_range_log2: int = 4
 
   @nn.compact
   def __call__(self, z, f_above: Optional[jax.Array]):
     c = self.config
-    h = layers.Conv(c.num_channels, 1, name="head")(z)
+    exact = is_exact(c)
+    h = layers.Conv(c.num_channels, 1, exact=exact, range_log2=self.in_range_log2,
+                    name="head")(z)
     if f_above is not None:
       h = h + f_above
-    g = layers.ResBody(c.num_channels, c.num_res_blocks, name="body")(h)
-    return layers.pixel_shuffle(layers.Conv(4 * c.num_channels, 3, name="upsample")(g))
+    g = layers.ResBody(c.num_channels, c.num_res_blocks, exact, name="body")(h)
+    return layers.pixel_shuffle(layers.Conv(4 * c.num_channels, 3, exact=exact,
+                                            name="upsample")(g))
 
 
 class ProbHead(nn.Module):
   """Atrous probability classifier: 3x3 convs at dilation 1, 2, 4 in parallel, concat, 1x1."""
   num_channels: int
   out_channels: int
+  exact: bool = False
 
   @nn.compact
   def __call__(self, f):
-    branches = [layers.Conv(self.num_channels, 3, dilation=r, name=f"atrous{r}")(f)
-                for r in (1, 2, 4)]
-    return layers.Conv(self.out_channels, 1, name="out")(jnp.concatenate(branches, axis=-1))
+    branches = [layers.Conv(self.num_channels, 3, dilation=r, exact=self.exact,
+                            name=f"atrous{r}")(f) for r in (1, 2, 4)]
+    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6,
+                       name="out")(jnp.concatenate(branches, axis=-1))
 
 
 class PhaseHead(nn.Module):
@@ -65,13 +81,15 @@ class PhaseHead(nn.Module):
   concatenated with the earlier phases' pixels, then a 1x1 to the mixture params."""
   num_channels: int
   out_channels: int
+  exact: bool = False
 
   @nn.compact
   def __call__(self, f, ctx: Optional[jax.Array]):
     h = f if ctx is None else jnp.concatenate([f, ctx], axis=-1)
-    h = nn.relu(layers.Conv(self.num_channels, 3, name="ctx")(h))
-    h = nn.relu(layers.Conv(self.num_channels, 3, name="mid")(h))
-    return layers.Conv(self.out_channels, 1, name="out")(h)
+    h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, name="ctx")(h))
+    h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, range_log2=5,
+                            name="mid")(h))
+    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6, name="out")(h)
 
 
 def rgb_head_channels(num_mixtures: int) -> int:

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from l3c_jax.models import blocks
+from l3c_jax.models import fixed_point
 from l3c_jax.models import layers
 from l3c_jax.models import plan as plan_lib
 from l3c_jax.models import quantizer
@@ -40,6 +41,9 @@ class L3CConfig:
     pixel_mean_scale: the RGB head's mean channels are multiplied by this factor. 1 is L3C
       (means straight in pixel units). Larger values (e.g. 127.5) let the optimizer move the
       means across the pixel range in few steps, like the /128 at the input; used for short runs.
+    exact: decoders D^(s) and heads compute in exact fixed point (`models.fixed_point`; the
+      encoders, whose output is transmitted, stay float): the form the codec needs for files
+      that decode on any machine; trained quantization-aware.
   """
   family = "l3c"  # class attribute, not a field
 
@@ -54,10 +58,16 @@ class L3CConfig:
   num_mixtures: int = 10
   log_scale_min: float = -7.0
   pixel_mean_scale: float = 1.0
+  exact: bool = False
 
   def __post_init__(self):
     if min(self.num_scales, self.num_channels, self.num_mixtures, self.latent_channels) < 1:
       raise ValueError(f"invalid L3CConfig: {self}")
+    if self.exact and not fixed_point.is_power_of_two(self.pixel_mean_scale):
+      raise ValueError("exact models need a power-of-two pixel_mean_scale")
+    if self.exact and (self.num_levels - 1) * 2 % round(self.levels_max - self.levels_min):
+      raise ValueError("exact models need an integer number of bins per unit "
+                       "((L - 1) / (levels_max - levels_min))")
     if self.num_levels < 2:
       raise ValueError(f"L3CConfig needs num_levels >= 2, got {self.num_levels}")
 
@@ -124,7 +134,7 @@ class L3C(nn.Module):
     self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
     self.encoders = [blocks.Encoder(c) for _ in range(c.num_scales)]
     self.decoders = [blocks.Decoder(c) for _ in range(c.num_scales)]
-    self.prob_heads = [blocks.ProbHead(c.num_channels, head_channels(c, s))
+    self.prob_heads = [blocks.ProbHead(c.num_channels, head_channels(c, s), c.exact)
                        for s in range(1, c.num_scales + 1)]
 
   def levels(self) -> jax.Array:
@@ -164,6 +174,14 @@ class L3C(nn.Module):
     """
     f_s = self.decoders[s - 1](z_s, f_above)
     head = self.prob_heads[s - 1](f_s)
+    c = self.config
+    if c.exact:
+      if s == 1:
+        return f_s, fixed_point.snap_mixture(head, 3, c.num_mixtures, True, 0.0, 1.0, None,
+                                             c.pixel_mean_scale)
+      width = (c.levels_max - c.levels_min) / (c.num_levels - 1)
+      return f_s, fixed_point.snap_mixture(head, c.latent_channels, c.num_mixtures, False,
+                                           c.levels_min, width)
     if s == 1 and self.config.pixel_mean_scale != 1.0:
       head = blocks.rgb_head_outputs(head, self.config.num_mixtures,
                                      self.config.pixel_mean_scale, None)
@@ -217,8 +235,11 @@ class L3CFamily(plan_lib.Family):
 
   def network_spec(self, config):
     # The fields that differ from the paper config, as l3c-jax-model/1 files spelled them.
-    return {k: v for k, v in dataclasses.asdict(config).items()
-            if getattr(PAPER, k) != v}
+    spec = {k: v for k, v in dataclasses.asdict(config).items()
+            if k != "exact" and getattr(PAPER, k) != v}
+    if config.exact:
+      spec["numerics"] = fixed_point.NUMERICS_VERSION
+    return spec
 
 
 FAMILY = L3CFamily()

@@ -1,11 +1,13 @@
 """Convolutions with L3C-PyTorch's padding and initialization, ResBlocks, sub-pixel upsampling."""
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from l3c_jax.models import fixed_point
 
 # EDSR's DIV2K RGB mean, subtracted (times 255) from the input (`sub_rgb_mean`).
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
@@ -65,20 +67,44 @@ def _conv_general_dilated_1x1(lhs, rhs, window_strides, padding, lhs_dilation=No
   return _conv_1x1(lhs, rhs)
 
 
+class _ConvParams(nn.Module):
+  """The kernel [k, k, I, O] and bias [O] of a conv, named and initialized as flax's nn.Conv
+  (the exact form keeps the float form's parameter tree)."""
+  shape: Tuple[int, ...]
+
+  @nn.compact
+  def __call__(self):
+    fan_in = int(np.prod(self.shape[:-1]))
+    kernel = self.param("kernel", torch_kernel_init, self.shape)
+    bias = self.param("bias", _torch_bias_init(fan_in), self.shape[-1:])
+    return kernel, bias
+
+
 class Conv(nn.Module):
   """Square conv with symmetric padding (k//2 * dilation) and PyTorch default init. NHWC.
 
   NOTE(l3c-pytorch): explicit symmetric padding, never XLA 'SAME', which pads (1, 2) for the
   5x5 stride-2 conv on even sizes and would shift the sampling grid against the reference.
+
+  With exact=True the layer computes in exact fixed point (`fixed_point.fixed_point_conv`):
+  inputs clipped to [-2^range_log2, 2^range_log2] on their grid, same parameters.
   """
   features: int
   kernel_size: int = 3
   stride: int = 1
   dilation: int = 1
+  exact: bool = False
+  range_log2: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = (self.kernel_size // 2) * self.dilation
+    if self.exact:
+      kernel, bias = _ConvParams(
+          (self.kernel_size, self.kernel_size, x.shape[-1], self.features), name="conv")()
+      return fixed_point.fixed_point_conv(x, kernel, bias, range_log2=self.range_log2,
+                                          stride=self.stride, padding=pad,
+                                          dilation=self.dilation)
     fan_in = x.shape[-1] * self.kernel_size * self.kernel_size
     return nn.Conv(
         self.features, (self.kernel_size, self.kernel_size),
@@ -100,6 +126,8 @@ class AffineConv1x1(nn.Module):
   """
   scale: float
   bias: Sequence[float]
+  exact: bool = False
+  range_log2: int = 8
 
   @nn.compact
   def __call__(self, x):
@@ -107,17 +135,20 @@ class AffineConv1x1(nn.Module):
     kernel = self.param(
         "kernel", lambda k, s: (np.eye(c, dtype=np.float32) * self.scale).reshape(s), (1, 1, c, c))
     bias = self.param("bias", lambda k, s: np.asarray(self.bias, np.float32).reshape(s), (c,))
+    if self.exact:
+      return fixed_point.fixed_point_conv(x, kernel, bias, range_log2=self.range_log2)
     return jnp.einsum("bhwi,io->bhwo", x, kernel[0, 0]) + bias
 
 
 class ResBlock(nn.Module):
   """EDSR residual block: x + conv(relu(conv(x))), no normalization."""
   features: int
+  exact: bool = False
 
   @nn.compact
   def __call__(self, x):
-    h = Conv(self.features, 3, name="conv0")(x)
-    h = Conv(self.features, 3, name="conv1")(nn.relu(h))
+    h = Conv(self.features, 3, exact=self.exact, name="conv0")(x)
+    h = Conv(self.features, 3, exact=self.exact, name="conv1")(nn.relu(h))
     return x + h
 
 
@@ -125,13 +156,14 @@ class ResBody(nn.Module):
   """`num_blocks` ResBlocks, a final 3x3 conv and a global skip (EDSR body)."""
   features: int
   num_blocks: int
+  exact: bool = False
 
   @nn.compact
   def __call__(self, x):
     h = x
     for b in range(self.num_blocks):
-      h = ResBlock(self.features, name=f"block{b}")(h)
-    return x + Conv(self.features, 3, name="final")(h)
+      h = ResBlock(self.features, self.exact, name=f"block{b}")(h)
+    return x + Conv(self.features, 3, exact=self.exact, name="final")(h)
 
 
 def pixel_shuffle(x: jax.Array, factor: int = 2) -> jax.Array:

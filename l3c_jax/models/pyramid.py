@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from l3c_jax.models import blocks
+from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 
@@ -43,6 +44,8 @@ class _PyramidFields:
     num_mixtures: K, logistic components per sub-pixel.
     log_scale_min: lower clamp of the logistic log-scales.
     pixel_mean_scale: the heads' mean channels are multiplied by this factor (1 in the paper).
+    exact: decoders and heads compute in exact fixed point (`models.fixed_point`): the form
+      the codec needs for files that decode on any machine; trained quantization-aware.
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -50,6 +53,7 @@ class _PyramidFields:
   num_mixtures: int = 10
   log_scale_min: float = -7.0
   pixel_mean_scale: float = 1.0
+  exact: bool = False
 
   # How the family builds and codes its pyramid (class attributes, not fields).
   family = ""
@@ -60,6 +64,8 @@ class _PyramidFields:
   def __post_init__(self):
     if min(self.num_scales, self.num_channels, self.num_mixtures) < 1:
       raise ValueError(f"invalid {type(self).__name__}: {self}")
+    if self.exact and not fixed_point.is_power_of_two(self.pixel_mean_scale):
+      raise ValueError("exact models need a power-of-two pixel_mean_scale")
 
   @property
   def padding_factor(self) -> int:
@@ -122,14 +128,17 @@ class RGBPyramid(nn.Module):
 
   def setup(self):
     c = self.config
-    self.input_shift, self.input_scale = blocks.input_normalization()
-    self.decoders = [blocks.Decoder(c) for _ in range(c.num_scales)]
+    self.input_shift, self.input_scale = blocks.input_normalization(c.exact)
+    # Raw decoder inputs x - 255 * mean reach +-141 (exact form: clip range 2^8).
+    self.decoders = [blocks.Decoder(c, 4 if c.residual_means else 8)
+                     for _ in range(c.num_scales)]
     out = blocks.rgb_head_channels(c.num_mixtures)
     if c.phased:  # entry 4 * (s - 1) + p: phase p of scale s
-      self.phase_heads = [blocks.PhaseHead(c.num_channels, out)
+      self.phase_heads = [blocks.PhaseHead(c.num_channels, out, c.exact)
                           for _ in range(c.num_scales) for _ in blocks.PHASES]
     else:
-      self.prob_heads = [blocks.ProbHead(c.num_channels, out) for _ in range(c.num_scales)]
+      self.prob_heads = [blocks.ProbHead(c.num_channels, out, c.exact)
+                         for _ in range(c.num_scales)]
 
   def encode(self, x: jax.Array) -> Tuple[jax.Array, ...]:
     """[B, H, W, 3] -> S images x^(s) [B, H/2^s, W/2^s, 3] float32 (integer values)."""
@@ -157,7 +166,14 @@ class RGBPyramid(nn.Module):
       return f_s, None
     head = self.prob_heads[s - 1](f_s)
     up = jnp.repeat(jnp.repeat(x_s, 2, axis=1), 2, axis=2) if c.residual_means else None
-    return f_s, blocks.rgb_head_outputs(head, c.num_mixtures, c.pixel_mean_scale, up)
+    return f_s, self._head_outputs(head, up)
+
+  def _head_outputs(self, head, up):
+    c = self.config
+    if c.exact:
+      return fixed_point.snap_mixture(head, 3, c.num_mixtures, True, 0.0, 1.0, up,
+                                      c.pixel_mean_scale)
+    return blocks.rgb_head_outputs(head, c.num_mixtures, c.pixel_mean_scale, up)
 
   def phase_head(self, s: int, p: int, f_s: jax.Array, x_coarse: jax.Array,
                  known: Optional[jax.Array]) -> jax.Array:
@@ -176,8 +192,7 @@ class RGBPyramid(nn.Module):
       # Earlier phases as residuals from the coarser image: small, centred inputs.
       ctx = (known - jnp.tile(x_coarse, (1, 1, 1, p))) / 32.0
     head = self.phase_heads[4 * (s - 1) + p](blocks.phase_slice(f_s, p), ctx)
-    c = self.config
-    return blocks.rgb_head_outputs(head, c.num_mixtures, c.pixel_mean_scale, x_coarse)
+    return self._head_outputs(head, x_coarse)
 
   def __call__(self, x: jax.Array):
     """Every head on the true pyramid of x (teacher forcing) -> {step name: head params}."""
@@ -292,6 +307,9 @@ class RGBPyramidFamily(plan_lib.Family):
       spec["phase_context"] = True
     if config.interlaced:
       spec["subsample_pyramid"] = True
+    if config.exact:
+      spec.pop("exact")
+      spec["numerics"] = fixed_point.NUMERICS_VERSION
     return spec
 
 
