@@ -32,7 +32,7 @@ digits, each entry correctly rounded; shipped as numerics_v1.npz, sha256 pinned 
 
 Builder, for one row with K components and A <= 256 levels (interior bin edge j, 0 < j < A, lies
 between levels j - 1 and j, at j - 1/2 bins = 64 j - 32 in 1/64-bin units). Bounds per step:
-  1. (per row, `row_params`) r_k = max_k' logit16_k' - logit16_k in [0, 2^21];
+  1. (per row, `_row_params`) r_k = max_k' logit16_k' - logit16_k in [0, 2^21];
      w_k = EXP_TABLE[min(r_k, 167)] in [0, 2^14], = 2^14 for an argmax; W = sum_k w_k in
      [2^14, K 2^14]; w'_k = (w_k << 14) // W with w_k << 14 <= 2^28; the deficit
      2^14 - sum_k w'_k in [0, K) is added to the first argmax, so sum_k w'_k = 2^14 exactly and
@@ -40,6 +40,8 @@ between levels j - 1 and j, at j - 1/2 bins = 64 j - 32 in 1/64-bin units). Boun
   2. (per edge and component) d = 64 j - 32 - mean64_k in [32 - 32767, 16288 + 32768] =
      [-32735, 49056], so |d| < 2^16 and |d * m_k| < 2^28; u_q = (d * m_k) >> e_k (floor), clipped
      to [-2^16, 2^16]; S_kj = SIGMOID_TABLE[u_q + 2^16] in [0, 2^16], non-decreasing in j.
+     (The implementation also evaluates j = 0 and j = A <= 256 before overwriting them in step
+     3: d in [-32799, 49120], still |d| < 2^16.)
   3. C_j = sum_k w'_k S_kj: every partial sum is in [0, 2^14 * 2^16] = [0, 2^30];
      c_j = C_j >> 6 in [0, 2^24], non-decreasing in j; c_0 := 0, c_A := 2^24.
   4. C'_j = c_j - ceil(c_j A / 2^24) + j. c_j A can reach 2^32, so with c = h 2^12 + l
@@ -50,8 +52,19 @@ between levels j - 1 and j, at j - 1/2 bins = 64 j - 32 in 1/64-bin units). Boun
   5. q_i = C'_{i+1} - C'_i >= 1, sum_i q_i = 2^24, each q_i <= 2^24 - A + 1; the table holds
      q_i - 1 as float32 (exact below 2^24), as `coding.tables` does, for `coding.entropy`.
 
-Steps 1, 2-4 and 5 are three jitted calls for the reason given in `tables.frequency_table`
-(one fusion would recompute per-row values for every entry, and step 5 reads two neighbours).
+Coupling (`coupled_mean64`): mean64_c = clip(base64_c) + sum_{c' < c} (lambda_q x_c' + 32) >> 6
+with x_c' clipped to [0, 255]: lambda_q x_c' + 32 < 2^12 * 255 + 32 < 2^20, each term is at most
+16320, so the sum is in [-2^15, 2^15 + 32640] before the builder's clamp.
+
+Implementation (same results as the steps above): steps 1, 2-3 and 4-5 are three jitted calls
+for the reason given in `tables.frequency_table` (one fusion would recompute per-row values for
+every entry; steps 4-5 read two neighbours and are memory bound, so step 4's vector ops cost
+nothing there). Step 2 gathers from SIGMOID_CORE = SIGMOID_TABLE[2^16 - sat: 2^16 + sat + 1],
+sat = 48266, with u_q clipped to [-sat, sat]: S is already 0 / 2^16 beyond (see
+`_device_tables`). On this AVX2 AMD EPYC, LLVM scalarizes the gather together with its index
+arithmetic (add, shift, clamp, load, insert per entry and component), so this builder took
+1.34-1.40x the float builder's time for 65536 rows x K=5 x A=256 and 1.66x for 16384 rows
+(experiments/bench_exact_tables.py, machine shared with other jobs).
 Float inputs (the chunked iterators' head rows) are mapped to int32 by NaN -> 0, clip to
 [-2^24, 2^24], round half to even: exact float ops with one result (XLA's fast-math mode may
 assume no NaNs; the codec must never feed NaNs).
@@ -201,19 +214,20 @@ def load_tables() -> Dict[str, np.ndarray]:
 
 
 def sigmoid_saturation(sigmoid_table: np.ndarray) -> int:
-  """The smallest u_q >= 0 with SIGMOID_TABLE[u_q + 2^16] = 2^16 (48266 in v1).
-
-  By the table's symmetry S[2^16 - v] = 2^16 - S[2^16 + v] (checked on load), S is 0 for
-  u_q <= -sat and 2^16 for u_q >= sat: clipping u_q to [-sat, sat] instead of [-2^16, 2^16]
-  gives the same values from a 28 % smaller table (377 KB), which is faster to gather from.
-  """
+  """The smallest u_q >= 0 with SIGMOID_TABLE[u_q + 2^16] = 2^16 (48266 in v1)."""
   return int(np.argmax(sigmoid_table == 1 << SIGMOID_BITS)) - U_MAX_Q
 
 
 @functools.lru_cache(maxsize=None)
 def _device_tables() -> Dict[str, jax.Array]:
   """The tables as device arrays, passed to the jitted functions as arguments (not baked into
-  the HLO as 0.5 MB constants); SIGMOID_CORE is SIGMOID_TABLE[2^16 - sat: 2^16 + sat + 1]."""
+  the HLO as 0.5 MB constants), plus SIGMOID_CORE, the part the builder gathers from.
+
+  SIGMOID_CORE = SIGMOID_TABLE[2^16 - sat: 2^16 + sat + 1]. By the table's symmetry
+  S[2^16 - v] = 2^16 - S[2^16 + v] (checked on load), S is 0 for u_q <= -sat and 2^16 for
+  u_q >= sat, so clipping u_q to [-sat, sat] instead of [-2^16, 2^16] gives the same values from
+  a 28 % smaller table (377 KB). (A uint16 form, 193 KB, measured no faster.)
+  """
   out = {name: jnp.asarray(a) for name, a in load_tables().items()}
   table = load_tables()["SIGMOID_TABLE"]
   sat = sigmoid_saturation(table)
@@ -271,15 +285,16 @@ def _row_params(logit16, mean64, ls32, exp_table, inv_m, inv_e):
           _gather(inv_e, ls_index))
 
 
+def _sigmoid_q16(sigmoid_core: jax.Array, u_q12: jax.Array) -> jax.Array:
+  """SIGMOID_TABLE[clip(u_q12, -2^16, 2^16) + 2^16] from SIGMOID_CORE, int32 in [0, 2^16]."""
+  sat = (sigmoid_core.shape[0] - 1) // 2
+  return _gather(sigmoid_core, jnp.clip(u_q12 + sat, 0, 2 * sat))   # |u_q12| < 2^28: no wrap
+
+
 @functools.partial(jax.jit, static_argnames=("num_bins",))
 def _integer_cdf(w_q14, mean64, inv_m, inv_e, sigmoid_core, num_bins: int):
   """Steps 2-3: per-row (w', mean64, m, e) [N, K] -> [N, A + 1] int32 c_j, c_0 = 0 <= c_1 <= ...
-  <= c_A = 2^24.
-
-  sigmoid_core: [2 sat + 1] SIGMOID_TABLE[2^16 - sat: 2^16 + sat + 1] (see
-  `sigmoid_saturation`), so u_q is clipped to [-sat, sat] (same values as [-2^16, 2^16]).
-  """
-  sat = (sigmoid_core.shape[0] - 1) // 2
+  <= c_A = 2^24. sigmoid_core: SIGMOID_CORE of `_device_tables`."""
   # All A + 1 edges in one fused loop (j = 0 and j = A are computed like the others, |d| < 2^16
   # still holds, and then replaced): cheaper than concatenating the end columns.
   j = jnp.arange(num_bins + 1, dtype=jnp.int32)[None, :]
@@ -288,8 +303,7 @@ def _integer_cdf(w_q14, mean64, inv_m, inv_e, sigmoid_core, num_bins: int):
   for k in range(w_q14.shape[-1]):  # unrolled: one fused elementwise loop over [N, A + 1]
     d = edge64 - mean64[:, k:k + 1]                                     # |d| < 2^16
     u_q12 = jax.lax.shift_right_arithmetic(d * inv_m[:, k:k + 1], inv_e[:, k:k + 1])
-    u_q12 = jnp.clip(u_q12, -sat, sat)
-    cdf_q30 = cdf_q30 + w_q14[:, k:k + 1] * _gather(sigmoid_core, u_q12 + sat)   # <= 2^30
+    cdf_q30 = cdf_q30 + w_q14[:, k:k + 1] * _sigmoid_q16(sigmoid_core, u_q12)   # <= 2^30
   c = jax.lax.shift_right_arithmetic(cdf_q30, jnp.int32(30 - PRECISION_BITS))   # [0, 2^24]
   return jnp.where(j == 0, 0, jnp.where(j == num_bins, TOTAL_FREQUENCY, c))
 
@@ -402,7 +416,8 @@ def _exact_int(x: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("channel", "num_mixtures", "chunk"))
 def _pixel_params(head_rows, x_prev_rows, start, exp_table, inv_m, inv_e, coeff_table, *,
                   channel, num_mixtures, chunk):
-  """Step 1 for pixel channel `channel`, rows start..start+chunk-1: (w', mean64, m, e) [chunk, K]."""
+  """Step 1 for pixel channel `channel`, rows start..start+chunk-1: (w', mean64, m, e), each
+  [chunk, K]."""
   head = _exact_int(jax.lax.dynamic_slice_in_dim(head_rows, start, chunk, axis=0))
   x_prev = _exact_int(jax.lax.dynamic_slice_in_dim(x_prev_rows, start, chunk, axis=0))
   p = head.reshape(chunk, 4, 3, num_mixtures)
@@ -421,6 +436,9 @@ def _latent_params(head_rows, start, exp_table, inv_m, inv_e, *, num_channels, n
   flat = lambda a: a.reshape(chunk * num_channels, num_mixtures)
   return _row_params(flat(p[:, 0]), flat(p[:, 1]), flat(p[:, 2]), exp_table, inv_m,
                                  inv_e)
+
+
+_prefetched = float_tables._prefetched  # pylint: disable=protected-access  (same pipelining)
 
 
 def _table(row, num_bins: int) -> jax.Array:
@@ -450,7 +468,7 @@ def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, ch
       head_rows, x_prev_rows, np.int32(i * chunk), t["EXP_TABLE"], t["INV_SCALE_M"],
       t["INV_SCALE_E"], t["COEFF_TABLE"], channel=channel, num_mixtures=config.num_mixtures,
       chunk=chunk), 256)
-  for i, table in enumerate(float_tables._prefetched(compute, num_chunks)):  # pylint: disable=protected-access
+  for i, table in enumerate(_prefetched(compute, num_chunks)):
     start = i * chunk
     yield start, np.asarray(table)[:min(chunk, num_rows - start)]
 
@@ -475,7 +493,7 @@ def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
   compute = lambda i: _table(_latent_params(
       head_rows, np.int32(i * chunk), t["EXP_TABLE"], t["INV_SCALE_M"], t["INV_SCALE_E"],
       num_channels=c, num_mixtures=config.num_mixtures, chunk=chunk), num_bins)
-  for i, table in enumerate(float_tables._prefetched(compute, num_chunks)):  # pylint: disable=protected-access
+  for i, table in enumerate(_prefetched(compute, num_chunks)):
     start = i * chunk
     yield start, np.asarray(table)[:min(chunk, num_positions - start) * c]
 
