@@ -12,6 +12,7 @@ import pytest
 
 from l3c_jax import losses
 from l3c_jax import model_io
+from l3c_jax.coding import exact_tables
 from l3c_jax.models import fixed_point as fp
 from l3c_jax.models import pyramid
 
@@ -83,11 +84,13 @@ def test_feature_tensors_are_on_their_grid(np_rng):
   assert np.abs(y).max() <= fp.FEATURE_RANGE
 
 
-def test_coeff_table_is_a_rounded_sigmoid():
+def test_coeff_table_is_a_rounded_sigmoid_and_the_coders():
   i = np.arange(-256, 257)
   expect = np.round(4096 / (1 + np.exp(-i / 16.0)))
   np.testing.assert_array_equal(fp.COEFF_TABLE, expect)
   assert fp.COEFF_TABLE[0] == 0 and fp.COEFF_TABLE[-1] == 4096
+  # The model looks lambda up in its own copy; the coder in the shipped numerics file.
+  np.testing.assert_array_equal(fp.COEFF_TABLE, exact_tables.load_tables()["COEFF_TABLE"])
 
 
 def _oracle_log_prob(logits, means, log_scales, lam, symbols, num_bins):
@@ -95,7 +98,7 @@ def _oracle_log_prob(logits, means, log_scales, lam, symbols, num_bins):
   x = symbols.astype(np.float64)
   means = means.astype(np.float64).copy()
   if lam is not None:
-    lq = np.round(lam.astype(np.float64) * 4096)
+    lq = fp.COEFF_TABLE[np.round(lam * 16).astype(int) + 256].astype(np.float64)
     term = lambda l, v: np.floor((l * v[..., None] + 32) / 64) / 64
     means[..., 1, :] += term(lq[..., 0, :], x[..., 0])
     means[..., 2, :] += term(lq[..., 1, :], x[..., 0]) + term(lq[..., 2, :], x[..., 1])

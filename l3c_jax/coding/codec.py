@@ -164,10 +164,10 @@ def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.
 @functools.partial(jax.jit, static_argnums=(1,))
 def _integer_params(head: jax.Array, coupled: bool) -> jax.Array:
   """Exact head parameters (`fixed_point.snap_mixture`) -> the same values in the integer
-  units of `coding.exact_tables` (logit16, mean64, ls32 and, coupled, lambda_q): products of
+  units of `coding.exact_tables` (logit16, mean64, ls32 and, coupled, coeff16): products of
   values on those grids with powers of two, so exact. [..., P C K] float32 -> same shape."""
   grids = [fixed_point.LOGIT_FRAC_BITS, fixed_point.MEAN_FRAC_BITS,
-           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_Q_BITS] if coupled else [])
+           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_FRAC_BITS] if coupled else [])
   per = head.shape[-1] // len(grids)
   return head * np.repeat(np.exp2(np.asarray(grids, np.float32)), per)
 

@@ -83,23 +83,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from l3c_jax.coding import tables as float_tables
+from l3c_jax.models import fixed_point
 from l3c_jax.models.config import L3CConfig
 
-NUMERICS_VERSION = 1
+# The parameter grids and clamps are the model's (models.fixed_point snaps the heads to them).
+NUMERICS_VERSION = fixed_point.NUMERICS_VERSION
 
 PRECISION_BITS = 24
 TOTAL_FREQUENCY = 1 << PRECISION_BITS
 MAX_NUM_BINS = 256
 
-LOGIT_STEPS = 16          # logit16 = logit * 16
-MEAN_STEPS = 64           # mean64 = 64 * mean in bins, from x_min
-LS_STEPS = 32             # ls32 = 32 * log(s / bin_width)
-COEFF_STEPS = 16          # coeff16 = 16 * raw coupling logit
+LOGIT_STEPS = 1 << fixed_point.LOGIT_FRAC_BITS       # logit16 = logit * 16
+MEAN_STEPS = 1 << fixed_point.MEAN_FRAC_BITS         # mean64 = 64 * mean in bins, from x_min
+LS_STEPS = 1 << fixed_point.LOG_SCALE_FRAC_BITS      # ls32 = 32 * log(s / bin_width)
+COEFF_STEPS = 1 << fixed_point.COEFF_FRAC_BITS       # coeff16 = 16 * raw coupling logit
 
 LOGIT16_MIN, LOGIT16_MAX = -(1 << 20), 1 << 20
-MEAN64_MIN, MEAN64_MAX = -(1 << 15), (1 << 15) - 1
-LS32_MIN, LS32_MAX = -4 * LS_STEPS, 7 * LS_STEPS
-COEFF16_MIN, COEFF16_MAX = -256, 256
+MEAN64_MIN, MEAN64_MAX = fixed_point.MEAN64_MIN, fixed_point.MEAN64_MAX
+LS32_MIN = round(fixed_point.LOG_SCALE_MIN * LS_STEPS)
+LS32_MAX = round(fixed_point.LOG_SCALE_MAX * LS_STEPS)
+COEFF16_MIN = -round(fixed_point.COEFF_RAW_MAX * COEFF_STEPS)
+COEFF16_MAX = round(fixed_point.COEFF_RAW_MAX * COEFF_STEPS)
 PIXEL_MAX = 255           # coupled_mean64 reads x_prev clipped to [0, 255]
 
 WEIGHT_BITS = 14          # w'_k in Q14, EXP_TABLE values in Q14

@@ -183,7 +183,7 @@ def fixed_point_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, range_
   return to_grid(y, FEATURE_BITS, FEATURE_RANGE)
 
 
-def _coeff_lookup(raw: jax.Array) -> jax.Array:
+def coupling_coefficients(raw: jax.Array) -> jax.Array:
   """lambda = COEFF_TABLE[round(16 raw)] / 4096 with a sigmoid's straight-through gradient."""
   idx = jnp.clip(jnp.round(raw * float(2 ** COEFF_FRAC_BITS)), -256, 256).astype(jnp.int32)
   lam = jnp.asarray(COEFF_TABLE)[idx + 256].astype(jnp.float32) / float(2 ** COEFF_Q_BITS)
@@ -205,7 +205,8 @@ def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled:
   Layout in and out: index p*C*K + c*K + k (p = 0 logits, 1 means, 2 log-scales, 3 coupling).
   Out: logits on 1/16; means (x - x_min) / b on 1/64 (RGB: the base means, to which the coder
   adds coupling_term(lambda, x) of the earlier channels); log-scales log(s / b) on 1/32 in
-  [LOG_SCALE_MIN, LOG_SCALE_MAX]; lambda on 1/4096 (sigmoid by table).
+  [LOG_SCALE_MIN, LOG_SCALE_MAX]; raw coupling logits on 1/16 in [-16, 16] (lambda is
+  `coupling_coefficients` of them, a table lookup).
 
   Args:
     head: [..., (3 or 4) C K] raw outputs (exact values on the feature grid).
@@ -228,8 +229,9 @@ def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled:
   means = ste_round(means * m_grid)
   parts = [logits, None, ls]
   if coupled:
-    lam = _coeff_lookup(head[..., 3 * ck:4 * ck])
-    parts.append(lam)
+    raw = to_grid(head[..., 3 * ck:4 * ck], COEFF_FRAC_BITS, COEFF_RAW_MAX)
+    parts.append(raw)
+    lam = coupling_coefficients(raw)
     if up is not None:
       k = num_mixtures
       lam3 = lam.reshape(lam.shape[:-1] + (3, k))
@@ -266,7 +268,7 @@ def log_prob(params: jax.Array, symbols: jax.Array, num_bins: int, num_mixtures:
   logits, means, log_scales = p[..., 0, :, :], p[..., 1, :, :], p[..., 2, :, :]
   t = symbols.astype(jnp.float32)
   if coupled:
-    lam = p[..., 3, :, :]
+    lam = coupling_coefficients(p[..., 3, :, :])
     x_r, x_g = t[..., 0:1], t[..., 1:2]
     means = jnp.stack([
         means[..., 0, :],
