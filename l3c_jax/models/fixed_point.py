@@ -91,19 +91,35 @@ def ste(x: jax.Array, y: jax.Array) -> jax.Array:
   return x + jax.lax.stop_gradient(y - x)
 
 
+@jax.custom_jvp
 def ste_round(x: jax.Array) -> jax.Array:
-  return ste(x, jnp.round(x))
+  """round(x) (half to even) with the identity's gradient; the forward pass is one op."""
+  return jnp.round(x)
 
 
+@ste_round.defjvp
+def _ste_round_jvp(primals, tangents):
+  return ste_round(primals[0]), tangents[0]
+
+
+@jax.custom_jvp
 def ste_floor(x: jax.Array) -> jax.Array:
-  return ste(x, jnp.floor(x))
+  """floor(x) with the identity's gradient."""
+  return jnp.floor(x)
+
+
+@ste_floor.defjvp
+def _ste_floor_jvp(primals, tangents):
+  return ste_floor(primals[0]), tangents[0]
 
 
 def to_grid(x: jax.Array, frac_bits: int, limit: float) -> jax.Array:
   """x rounded to the grid 2^-frac_bits and clipped to [-limit, limit] (straight-through
-  inside the clip, zero gradient outside, like a hard clip)."""
+  inside the clip, zero gradient outside, like a hard clip). Exact: scalings by powers of two,
+  a rounding and a clip."""
   scale = float(2 ** frac_bits)
-  return jnp.clip(ste_round(x * scale) / scale, -limit, limit)
+  units = jnp.clip(ste_round(x * scale), -limit * scale, limit * scale)
+  return units * (1.0 / scale)
 
 
 def weight_frac_bits(kernel: jax.Array) -> jax.Array:
@@ -125,10 +141,17 @@ def weight_frac_bits(kernel: jax.Array) -> jax.Array:
   return jnp.sum(prefix) - 1
 
 
+def pow2(e: jax.Array) -> jax.Array:
+  """2^e as float32 for an int32 e in [-126, 127], built from its bits: exact on every
+  platform (an exp2 may be a polynomial, and fast math may approximate it)."""
+  return jax.lax.bitcast_convert_type(
+      jax.lax.shift_left(e.astype(jnp.int32) + 127, jnp.int32(23)), jnp.float32)
+
+
 def quantize_kernel(kernel: jax.Array, bias: jax.Array, act_frac_bits: int):
   """(kernel, bias, f_w): kernel on 2^-f_w, bias on 2^-(F + f_w) clipped to 2^23 units."""
   f_w = weight_frac_bits(kernel)
-  w_scale = jnp.exp2(f_w.astype(jnp.float32))     # exact: an integer power of two
+  w_scale = pow2(f_w)
   k = ste_round(kernel * w_scale) / w_scale
   b_scale = w_scale * float(2 ** act_frac_bits)
   b_lim = float(2 ** ACC_LIMIT_LOG2)
@@ -183,11 +206,19 @@ def fixed_point_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, range_
   return to_grid(y, FEATURE_BITS, FEATURE_RANGE)
 
 
+@jax.custom_jvp
 def coupling_coefficients(raw: jax.Array) -> jax.Array:
-  """lambda = COEFF_TABLE[round(16 raw)] / 4096 with a sigmoid's straight-through gradient."""
+  """lambda = COEFF_TABLE[round(16 raw)] / 4096 (a lookup, never a platform sigmoid), with
+  the sigmoid's gradient."""
   idx = jnp.clip(jnp.round(raw * float(2 ** COEFF_FRAC_BITS)), -256, 256).astype(jnp.int32)
-  lam = jnp.asarray(COEFF_TABLE)[idx + 256].astype(jnp.float32) / float(2 ** COEFF_Q_BITS)
-  return ste(jax.nn.sigmoid(raw), lam)
+  return jnp.asarray(COEFF_TABLE)[idx + 256].astype(jnp.float32) * (1.0 / 2 ** COEFF_Q_BITS)
+
+
+@coupling_coefficients.defjvp
+def _coupling_coefficients_jvp(primals, tangents):
+  (raw,), (t,) = primals, tangents
+  sig = jax.nn.sigmoid(raw)
+  return coupling_coefficients(raw), sig * (1.0 - sig) * t
 
 
 def coupling_term(lam: jax.Array, x: jax.Array) -> jax.Array:
@@ -223,9 +254,13 @@ def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled:
   ls = jnp.clip(ste_round(ls * ls_grid) + round(-log_b * ls_grid), LOG_SCALE_MIN * ls_grid,
                 LOG_SCALE_MAX * ls_grid) / ls_grid
   m_grid = float(2 ** MEAN_FRAC_BITS)
-  inv_b = 1.0 / bin_width
-  if inv_b != 1.0:  # latents: (mu - x_min) / b; b = 2 / (L - 1) makes 1/b exact for our L
-    means = (means - x_min) * inv_b
+  # Bins per unit: an integer for every exact config (checked by the configs), so that
+  # (mu - x_min) / b is an exact product of grid values.
+  inv_b = round(1.0 / bin_width)
+  if abs(inv_b * bin_width - 1.0) > 1e-9:
+    raise ValueError(f"exact models need an integer number of bins per unit, not {1 / bin_width}")
+  if inv_b != 1 or x_min != 0.0:  # latents
+    means = (means - x_min) * float(inv_b)
   means = ste_round(means * m_grid)
   parts = [logits, None, ls]
   if coupled:

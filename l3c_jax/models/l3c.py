@@ -65,7 +65,8 @@ class L3CConfig:
       raise ValueError(f"invalid L3CConfig: {self}")
     if self.exact and not fixed_point.is_power_of_two(self.pixel_mean_scale):
       raise ValueError("exact models need a power-of-two pixel_mean_scale")
-    if self.exact and (self.num_levels - 1) * 2 % round(self.levels_max - self.levels_min):
+    if self.exact and not ((self.num_levels - 1)
+                           / (self.levels_max - self.levels_min)).is_integer():
       raise ValueError("exact models need an integer number of bins per unit "
                        "((L - 1) / (levels_max - levels_min))")
     if self.num_levels < 2:
