@@ -78,12 +78,26 @@ def test_bitstream_rejects_implausible_fields_even_with_valid_checksum():
     return head + struct.pack("<I", bitstream.crc32(head)) + data[9 + body_len + 4:]
 
   def huge_height(body):
-    body[17:21] = struct.pack("<I", 1 << 30)
+    body[18:22] = struct.pack("<I", 1 << 30)
 
   def bad_mode(body):
-    body[16] = 99
+    body[17] = 99
+
+  def future_numerics(body):
+    body[16] = 7
 
   with pytest.raises(CodecError, match="implausible image size"):
     bitstream.unpack(forged(huge_height))
   with pytest.raises(CodecError, match="mode code"):
     bitstream.unpack(forged(bad_mode))
+  with pytest.raises(CodecError, match="numerics version 7; this l3c-jax computes 1"):
+    bitstream.unpack(forged(future_numerics))
+
+
+def test_float_numerics_files_of_format_1_are_refused_by_name():
+  """Format 1 files were coded with float tables that only their own environment reproduces:
+  refused with the versions named, not as 'corrupt'."""
+  data = bytearray(bitstream.pack(_header(), STREAMS))
+  data[4] = 1
+  with pytest.raises(CodecError, match=r"format version 1 \(float numerics.*format version 2"):
+    bitstream.unpack(bytes(data))

@@ -356,11 +356,12 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
 
 def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
   """The coder's per-phase heads (causal: later phases unknown) give the same bits as the
-  training forward pass (teacher forcing): the model never peeks at what the decoder lacks."""
+  training forward pass (teacher forcing) of the form it codes with (the exact one): the model
+  never peeks at what the decoder lacks, and exact training optimizes what files cost."""
   x = np_rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
   _, stats = codec.encode(images.from_array(x), pyramid_model, estimate=True)
   _, metrics = jax.jit(step_lib.loss_fn, static_argnums=(2,))(
-      pyramid_model.params, jnp.asarray(x[None], jnp.float32), pyramid_model.config)
+      pyramid_model.params, jnp.asarray(x[None], jnp.float32), pyramid_model.exact.config)
   for key in ("x", "x1", "x2", "x3"):
     np.testing.assert_allclose(stats.theory_bits[key] / x.size,
                                float(metrics[f"bpsp_{key}"]), rtol=2e-4, err_msg=key)

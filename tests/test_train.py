@@ -30,10 +30,14 @@ def _batch(seed=0, b=2, size=16):
   return jnp.asarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-def test_train_step_loss_drops_on_repeated_batch():
+@pytest.mark.parametrize("exact", [False, True], ids=["float", "exact"])
+def test_train_step_loss_drops_on_repeated_batch(exact):
+  """Float training, and quantization-aware training through the exact network
+  (`--model.exact=true`, straight-through rounding): both learn."""
+  config = TINY.replace(exact=exact)
   tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
-  state = step_lib.create_train_state(TINY, tx, jax.random.key(0))
-  f = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx))
+  state = step_lib.create_train_state(config, tx, jax.random.key(0))
+  f = jax.jit(lambda s, x: step_lib.train_step(s, x, config, tx))
   x = _batch()
   losses = []
   for _ in range(8):
