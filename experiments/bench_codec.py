@@ -17,7 +17,8 @@ broad, centred distributions, like a trained model's, rather than the 24-bit tai
 init gives (the coder's speed depends a little on where symbols fall). Without a shipped
 default model (and no --model), a random cf32/nb4/K5 model of the default architecture stands
 in and is labelled so. PNG (Pillow, default level 6) encode/decode of the same crops is timed in
-the same run as a reference point. `--tables_ablation` also times the table formulations.
+the same run as a reference point. To compare with another commit
+in one run, see experiments/bench_versus.py.
 """
 
 import argparse
@@ -119,41 +120,6 @@ def _png_times(crops, repeats):
   return statistics.median(enc), statistics.median(dec), statistics.mean(bpsp)
 
 
-def _tables_ablation(num_mixtures: int, rows: int = 65536):
-  """Seconds per 786,432 rows (a 512x512 image's sub-pixels) for two table formulations."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from l3c_jax.coding import tables  # pylint: disable=g-import-not-at-top
-  from l3c_jax.likelihood import dmll, pmf  # pylint: disable=g-import-not-at-top
-  gen = np.random.default_rng(0)
-  chunk = tables.CHUNK_ROWS
-  logits = jnp.asarray(gen.normal(size=(chunk, num_mixtures)).astype(np.float32))
-  means = jnp.asarray(gen.uniform(0, 255, (chunk, num_mixtures)).astype(np.float32))
-  log_scales = jnp.asarray(gen.uniform(-1, 3, (chunk, num_mixtures)).astype(np.float32))
-  total = tables.TOTAL_FREQUENCY
-
-  @jax.jit
-  def naive(lg, mu, ls):
-    # The dense PMF ([N, L, K] sigmoids, einsum over K), then the same integer rule.
-    p = pmf.mixture_pmf(lg, mu, ls, dmll.RGB_ALPHABET)
-    cdf = jnp.concatenate([jnp.zeros((chunk, 1)), jnp.cumsum(p, axis=1)], axis=1)
-    c = jnp.floor(jnp.clip(cdf, 0, 1) * (total - 256)) + jnp.arange(257)
-    c = c.at[:, -1].set(total)
-    return jnp.maximum(c[:, 1:] - c[:, :-1], 1.0) - 1.0
-
-  ours = lambda lg, mu, ls: tables.frequency_table(lg, mu, ls, dmll.RGB_ALPHABET)
-  out = {}
-  for name, fn in (("dense pmf + einsum over K (likelihood.pmf)", naive),
-                   ("fused CDF, unrolled K, staged (coding.tables)", ours)):
-    jax.block_until_ready(fn(logits, means, log_scales))
-    reps = max(1, rows // chunk)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-      jax.block_until_ready(fn(logits, means, log_scales))
-    out[name] = (time.perf_counter() - t0) / (reps * chunk) * 786432
-  return out
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--data_dir", default=DEFAULT_DATA_DIR)
@@ -162,7 +128,6 @@ def main(argv=None) -> int:
   p.add_argument("--configs", default="paper,default",
                  help="comma list of: paper (random init), default (shipped or --model)")
   p.add_argument("--model", default=None, help="model dir for 'default' (else shipped model)")
-  p.add_argument("--tables_ablation", action="store_true")
   p.add_argument("--json", default=None)
   args = p.parse_args(argv)
 
@@ -222,17 +187,10 @@ def main(argv=None) -> int:
       print(f"{'':<44}{'':>9}{'':>7} | x{row['enc_total_s'] / png_enc:>5.0f} PNG, cpu "
             f"{row['enc_cpu_s']:>5.2f} s | x{row['dec_total_s'] / png_dec:>5.0f} PNG, cpu "
             f"{row['dec_cpu_s']:>5.2f} s")
-  ablation = None
-  if args.tables_ablation:
-    ablation = {}
-    for k in (5, 10):
-      ablation[f"K={k}"] = _tables_ablation(k)
-      for name, sec in ablation[f"K={k}"].items():
-        print(f"tables K={k:<3} {name:<48} {sec:6.3f} s per 786,432 rows")
   print(f"# load average at end {os.getloadavg()[0]:.2f}")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"rows": results, "tables_ablation": ablation,
+      json.dump({"rows": results,
                  "load_average": [load, os.getloadavg()[0]]}, f, indent=2)
   return 0
 

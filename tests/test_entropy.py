@@ -1,4 +1,5 @@
-"""Range coder wrapper (coding.entropy) and integer tables (coding.tables)."""
+"""Range coder wrapper (coding.entropy), table helpers (coding.tables) and the pixel tables' use
+of earlier channels (coding.exact_tables)."""
 
 import math
 
@@ -7,9 +8,8 @@ import numpy as np
 import pytest
 
 from l3c_jax.coding import entropy
+from l3c_jax.coding import exact_tables
 from l3c_jax.coding import tables
-from l3c_jax.likelihood import dmll
-from l3c_jax.likelihood import pmf
 from l3c_jax.models.config import L3CConfig
 
 TOTAL = 1 << 24
@@ -85,55 +85,22 @@ def test_tables_uniform_table_is_exact():
   assert q.max() - q.min() == 1  # as even as integers allow
 
 
-def _mixture(gen, n, k, mean_lo, mean_hi, log_scale_lo, log_scale_hi):
-  logits = jnp.asarray(gen.normal(size=(n, k)).astype(np.float32))
-  means = jnp.asarray(gen.uniform(mean_lo, mean_hi, (n, k)).astype(np.float32))
-  log_scales = jnp.asarray(gen.uniform(log_scale_lo, log_scale_hi, (n, k)).astype(np.float32))
-  return logits, means, log_scales
-
-
-@pytest.mark.parametrize("alphabet", [dmll.RGB_ALPHABET, dmll.latent_alphabet(25)],
-                         ids=["rgb", "latent"])
-def test_tables_frequencies_are_positive_integers_summing_to_2_24(np_rng, alphabet):
-  # Includes extreme cases: tiny scales (log s = -7), means far outside the alphabet.
-  lo, hi = alphabet.x_min, alphabet.x_max
-  span = hi - lo
-  logits, means, log_scales = _mixture(np_rng, 4096, 3, lo - span, hi + span, -7.0, 4.0)
-  t = np.asarray(tables.frequency_table(logits, means, log_scales, alphabet))
-  assert t.dtype == np.float32 and t.shape == (4096, alphabet.num_bins)
-  q = t.astype(np.int64) + 1
-  np.testing.assert_array_equal(t, np.floor(t))
-  assert q.min() >= 1
-  np.testing.assert_array_equal(q.sum(1), TOTAL)
-
-
-def test_tables_nan_parameters_still_give_a_valid_table():
-  nan = jnp.full((2, 2), jnp.nan, jnp.float32)
-  t = np.asarray(tables.frequency_table(nan, nan, nan, dmll.RGB_ALPHABET))
-  assert np.all(np.isfinite(t)) and t.min() >= 0
-
-
-def test_tables_match_the_float_pmf(np_rng):
-  logits, means, log_scales = _mixture(np_rng, 2000, 5, 0.0, 255.0, -1.0, 3.0)
-  q = np.asarray(tables.frequency_table(logits, means, log_scales, dmll.RGB_ALPHABET)) + 1
-  p = np.asarray(pmf.mixture_pmf(logits, means, log_scales, dmll.RGB_ALPHABET))
-  # Each bin gets p * (2^24 - A) counts up to floor() (< 1 count per edge) plus 1 count;
-  # float32 rounding of CDF values near 1 (ulp 6e-8) adds a few ulps on either side.
-  np.testing.assert_allclose(q / TOTAL, p, rtol=256 / TOTAL * 1.01, atol=3.0 / TOTAL + 5e-7)
-
-
 def test_tables_pixel_tables_are_deterministic_and_use_only_previous_channels(np_rng):
   cfg = L3CConfig(num_mixtures=2)
   n = 700  # not a multiple of the chunk size: exercises the padded last chunk
-  head = np_rng.normal(size=(1, 1, n, 4 * 3 * 2)).astype(np.float32)
+  # Integer head parameters (logit16, base64, ls32, coeff16), as the exact heads give them.
+  head = np.concatenate([np_rng.integers(-40, 40, (1, 1, n, 6)),
+                         np_rng.integers(0, 255 * 64, (1, 1, n, 6)),
+                         np_rng.integers(-64, 128, (1, 1, n, 6)),
+                         np_rng.integers(-256, 257, (1, 1, n, 6))], -1).astype(np.float32)
   rows = tables.to_rows(jnp.asarray(head), tables.chunk_rows_for(n))
   x = np_rng.integers(0, 256, (n, 3)).astype(np.float32)
 
   def collect(channel, x_prev):
     xp = np.zeros((rows.shape[0], 3), np.float32)
     xp[:n] = x_prev
-    return np.concatenate([t for _, t in tables.pixel_tables(rows, jnp.asarray(xp), n,
-                                                             channel, cfg)])
+    return np.concatenate([t for _, t in exact_tables.pixel_tables(rows, jnp.asarray(xp), n,
+                                                                   channel, cfg)])
 
   masked = x.copy()
   masked[:, 1:] = 0
@@ -155,11 +122,3 @@ def test_tables_chunk_sizes_are_bounded_powers_of_two():
   cfg = L3CConfig()
   assert tables.latent_chunk_positions(10**7, cfg) * cfg.latent_channels <= tables.CHUNK_ROWS
   assert math.log2(tables.TOTAL_FREQUENCY) == entropy.PRECISION_BITS
-
-
-def test_tables_exp2_is_accurate_monotone_and_finite():
-  x = jnp.linspace(-140.0, 140.0, 400001, dtype=jnp.float32)
-  got = np.asarray(tables.exp2(x), np.float64)
-  want = np.exp2(np.clip(np.asarray(x, np.float64), -100, 100))
-  np.testing.assert_allclose(got, want, rtol=1.5e-7)
-  assert np.all(np.diff(got) >= 0) and np.all(np.isfinite(got)) and got.min() > 0

@@ -57,14 +57,16 @@ with x_c' clipped to [0, 255]: lambda_q x_c' + 32 < 2^12 * 255 + 32 < 2^20, each
 16320, so the sum is in [-2^15, 2^15 + 32640] before the builder's clamp.
 
 Implementation (same results as the steps above): steps 1, 2-3 and 4-5 are three jitted calls
-for the reason given in `tables.frequency_table` (one fusion would recompute per-row values for
-every entry; steps 4-5 read two neighbours and are memory bound, so step 4's vector ops cost
+because within one XLA fusion the per-row values would be recomputed for every entry (XLA drops
+optimization barriers before fusion on CPU; measured 3x slower for the float builder this
+replaced); steps 4-5 read two neighbours and are memory bound, so step 4's vector ops cost
 nothing there). Step 2 gathers from SIGMOID_CORE = SIGMOID_TABLE[2^16 - sat: 2^16 + sat + 1],
 sat = 48266, with u_q clipped to [-sat, sat]: S is already 0 / 2^16 beyond (see
 `_device_tables`). On this AVX2 AMD EPYC, LLVM scalarizes the gather together with its index
 arithmetic (add, shift, clamp, load, insert per entry and component), so this builder took
-1.34-1.40x the float builder's time for 65536 rows x K=5 x A=256 and 1.66x for 16384 rows
-(experiments/bench_exact_tables.py, machine shared with other jobs).
+1.34-1.40x the time of the float builder it replaced (numerics 0, git history before format
+version 2) for 65536 rows x K=5 x A=256 and 1.66x for 16384 rows (machine shared with other
+jobs; whole-codec figures: experiments/bench_versus.py).
 Float inputs (the chunked iterators' head rows) are mapped to int32 by NaN -> 0, clip to
 [-2^24, 2^24], round half to even: exact float ops with one result (XLA's fast-math mode may
 assume no NaNs; the codec must never feed NaNs).
@@ -82,7 +84,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l3c_jax.coding import tables as float_tables
+from l3c_jax.coding import tables as float_tables  # rows, chunks, prefetch
 from l3c_jax.models import fixed_point
 from l3c_jax.models.config import L3CConfig
 
@@ -442,7 +444,7 @@ def _latent_params(head_rows, start, exp_table, inv_m, inv_e, *, num_channels, n
                                  inv_e)
 
 
-_prefetched = float_tables._prefetched  # pylint: disable=protected-access  (same pipelining)
+_prefetched = float_tables.prefetched  # the same pipelining as the uniform and latent steps
 
 
 def _table(row, num_bins: int) -> jax.Array:
