@@ -23,12 +23,15 @@ from l3c_jax.data import images
 from l3c_jax.models import l3c as l3c_lib
 import photo
 
+_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 ENVIRONMENTS = {
-    "sse4_2": {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"},
-    "fast_math": {"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"},
-    "one_thread": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
-                                "intra_op_parallelism_threads=1"},
+    "sse4_2": "--xla_cpu_max_isa=SSE4_2",
+    "fast_math": "--xla_cpu_enable_fast_math=true",
+    "one_thread": _ONE_THREAD,
 }
+# The default suite runs one child with every perturbation at once (each child costs a jax
+# start and compilations); `-m slow` runs each environment on its own.
+ALL_AT_ONCE = " ".join(ENVIRONMENTS.values())
 
 # A tiny L3C in exact form (random weights from a fixed NumPy seed: the same on every machine).
 TINY_L3C = l3c_lib.L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2,
@@ -97,12 +100,14 @@ def _run_child(work, env_update, prefix=()):
   return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("env_name", sorted(ENVIRONMENTS))
+@pytest.mark.parametrize("env_name", ["all_at_once"] + [
+    pytest.param(name, marks=pytest.mark.slow) for name in sorted(ENVIRONMENTS)])
 def test_files_decode_and_encode_identically_under_other_numerics(written, env_name):
+  flags = ALL_AT_ONCE if env_name == "all_at_once" else ENVIRONMENTS[env_name]
   prefix = ()
-  if env_name == "one_thread" and shutil.which("taskset"):
+  if _ONE_THREAD in flags and shutil.which("taskset"):
     prefix = ("taskset", "-c", "0")
-  result = _run_child(written, ENVIRONMENTS[env_name], prefix)
+  result = _run_child(written, {"XLA_FLAGS": flags}, prefix)
   assert set(result) == {"rgb", "gray", "l3c_tiny"}
   for name, r in result.items():
     assert r["decoded"] is True, (env_name, name, r["decoded"])

@@ -179,7 +179,8 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
   return {
       "name": "l3c-jax",
       "description": "Inference (real coding: constriction range coder, round trips checked)",
-      "model": {"fingerprint": model.fingerprint, "config": model.config.to_dict()},
+      # The form the files are coded with (model_io.Model.exact): its fingerprint is in them.
+      "model": {"fingerprint": model.exact.fingerprint, "config": model.exact.config.to_dict()},
       "results": results,
       "num_images": len(rows),
       "num_failed": len(rows) - len(ok),
