@@ -526,9 +526,9 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
 
 # The header and payload checksums passed, so the bytes are as the encoder wrote them; with exact
 # numerics both sides compute the same tables, so a failure here is a bug (or a forged file).
-_INTACT_BUT_WRONG = ("the file is intact but did not decode: the decoder's probability tables "
-                     "differ from the encoder's (a bug in l3c-jax; please report it with "
-                     "the file)")
+_INTACT_BUT_WRONG = ("the file's checksums are intact but it did not decode: its probability "
+                     "tables differ from the encoder's (a bug in l3c-jax, please report it with "
+                     "the file; or a file altered with its checksums recomputed)")
 
 
 def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
