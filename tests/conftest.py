@@ -95,3 +95,14 @@ def model_dir(tmp_path_factory, tiny_config, tiny_params) -> str:
   d = tmp_path_factory.mktemp("model")
   model_io.save_model(str(d), tiny_config, tiny_params)
   return str(d)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_code():
+  """Drops every compiled function after each test module. Why: each new model config or image
+  shape compiles the network (~100-200 MB of code for the default-size model), and one pytest
+  process holding all of them grew past 10 GB on this machine."""
+  yield
+  from l3c_jax.models import plan  # pylint: disable=import-outside-toplevel
+  plan._jitted.cache_clear()  # pylint: disable=protected-access
+  jax.clear_caches()

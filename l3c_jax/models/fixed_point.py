@@ -52,6 +52,8 @@ ACT_BITS = 10            # conv inputs: |a| 2^F <= 2^10
 ACC_LIMIT_LOG2 = 23      # every conv's sum of |a w| stays below 2^23 grid units
 FEATURE_BITS = 10        # conv outputs on the grid 2^-10 ...
 FEATURE_RANGE = 1024.0   # ... clipped to [-1024, 1024]: below 2^20 units
+MIN_WEIGHT_FRAC_BITS = -7   # f_w is searched in [-7, 24]
+MAX_WEIGHT_LOG2 = 10        # |w| <= 2^10: with fan-in <= 2^10 the bound holds even at f_w = -7
 MAX_WEIGHT_FRAC_BITS = 24
 
 # Mixture parameter grids (bin units of the alphabet), shared with coding.exact_tables.
@@ -123,22 +125,25 @@ def to_grid(x: jax.Array, frac_bits: int, limit: float) -> jax.Array:
 
 
 def weight_frac_bits(kernel: jax.Array) -> jax.Array:
-  """f_w of the module doc: the largest f <= MAX_WEIGHT_FRAC_BITS with
+  """f_w of the module doc: the largest f in [MIN_WEIGHT_FRAC_BITS, MAX_WEIGHT_FRAC_BITS] with
   2^ACT_BITS * max_c sum_i |round(w_ic 2^f)| <= 2^ACC_LIMIT_LOG2, as an int32 scalar.
 
-  Computed by exact comparisons only (no division, log or reduction whose rounding could
-  differ): for weights already on a grid 2^-g with the bound met at g (exported models),
-  every candidate f >= g sums exact integers below 2^23, so every platform finds the same f;
-  and rounding to any f >= g leaves such weights unchanged.
+  The bound is monotone in f (|round(2y)| >= |round(y)|), so the number of candidates that
+  meet it gives f; all 32 are evaluated in one fused reduction (a far smaller program than one
+  reduction per candidate: compilation time matters, every image shape compiles the network).
+  Each evaluation is exact: rounding w 2^f (a power-of-two scaling) and summing integers are
+  exact as long as the sum stays below 2^24, and where it does not the comparison with 2^13
+  still fails, so every platform finds the same f. Rounding weights that are already on a grid
+  2^-g with the bound met at g (exported models) to any f >= g leaves them unchanged.
+  (`quantize_kernel` clips weights to +-2^MAX_WEIGHT_LOG2 first, so for fan-in up to 2^10
+  even f = MIN_WEIGHT_FRAC_BITS meets the bound.)
   """
   w = jax.lax.stop_gradient(kernel).reshape(-1, kernel.shape[-1])
   limit = float(2 ** (ACC_LIMIT_LOG2 - ACT_BITS))
-  ok = [jnp.max(jnp.sum(jnp.abs(jnp.round(w * float(2 ** f))), axis=0)) <= limit
-        for f in range(MAX_WEIGHT_FRAC_BITS + 1)]
-  # The bound is monotone in f up to rounding; take the largest f whose bound holds with all
-  # smaller ones holding too (a prefix count).
-  prefix = jnp.cumprod(jnp.stack(ok).astype(jnp.int32))
-  return jnp.sum(prefix) - 1
+  scales = np.exp2(np.arange(MIN_WEIGHT_FRAC_BITS, MAX_WEIGHT_FRAC_BITS + 1)).astype(np.float32)
+  units = jnp.abs(jnp.round(w[None] * scales[:, None, None]))     # [32, fan_in, O]
+  l1 = jnp.max(jnp.sum(units, axis=1), axis=1)                     # [32]
+  return MIN_WEIGHT_FRAC_BITS + jnp.sum(l1 <= limit).astype(jnp.int32) - 1
 
 
 def pow2(e: jax.Array) -> jax.Array:
@@ -149,13 +154,15 @@ def pow2(e: jax.Array) -> jax.Array:
 
 
 def quantize_kernel(kernel: jax.Array, bias: jax.Array, act_frac_bits: int):
-  """(kernel, bias, f_w): kernel on 2^-f_w, bias on 2^-(F + f_w) clipped to 2^23 units."""
+  """(kernel, bias, f_w): kernel clipped to +-2^MAX_WEIGHT_LOG2 and rounded to 2^-f_w, bias on
+  2^-(F + f_w) clipped to 2^23 units. Only power-of-two scalings (multiplications, never
+  divisions, which fast math may turn into approximate reciprocals) and roundings."""
+  kernel = jnp.clip(kernel, -float(2 ** MAX_WEIGHT_LOG2), float(2 ** MAX_WEIGHT_LOG2))
   f_w = weight_frac_bits(kernel)
-  w_scale = pow2(f_w)
-  k = ste_round(kernel * w_scale) / w_scale
-  b_scale = w_scale * float(2 ** act_frac_bits)
+  k = ste_round(kernel * pow2(f_w)) * pow2(-f_w)
+  b_frac = f_w + act_frac_bits
   b_lim = float(2 ** ACC_LIMIT_LOG2)
-  b = jnp.clip(ste_round(bias * b_scale), -b_lim, b_lim) / b_scale
+  b = jnp.clip(ste_round(bias * pow2(b_frac)), -b_lim, b_lim) * pow2(-b_frac)
   return k, b, f_w
 
 
@@ -225,7 +232,7 @@ def coupling_term(lam: jax.Array, x: jax.Array) -> jax.Array:
   """lambda x rounded to 1/64 the way the integer coder does: floor((4096 lam x + 32) / 64)
   / 64 (lam on 1/4096, x integer pixels: the product is an integer below 2^20)."""
   prod = lam * x * float(2 ** COEFF_Q_BITS)
-  return ste_floor((prod + 32.0) / 64.0) / 64.0
+  return ste_floor((prod + 32.0) * (1.0 / 64.0)) * (1.0 / 64.0)
 
 
 def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled: bool,
@@ -252,7 +259,7 @@ def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled:
   ls = head[..., 2 * ck:3 * ck]
   ls_grid = float(2 ** LOG_SCALE_FRAC_BITS)
   ls = jnp.clip(ste_round(ls * ls_grid) + round(-log_b * ls_grid), LOG_SCALE_MIN * ls_grid,
-                LOG_SCALE_MAX * ls_grid) / ls_grid
+                LOG_SCALE_MAX * ls_grid) * (1.0 / ls_grid)
   m_grid = float(2 ** MEAN_FRAC_BITS)
   # Bins per unit: an integer for every exact config (checked by the configs), so that
   # (mu - x_min) / b is an exact product of grid values.
@@ -279,7 +286,7 @@ def snap_mixture(head: jax.Array, num_channels: int, num_mixtures: int, coupled:
       means = means + jnp.concatenate([off_r, off_g, off_b], axis=-1)
   elif up is not None:
     raise ValueError("residual means need the coupled RGB layout")
-  parts[1] = jnp.clip(means, MEAN64_MIN, MEAN64_MAX) / m_grid
+  parts[1] = jnp.clip(means, MEAN64_MIN, MEAN64_MAX) * (1.0 / m_grid)
   return jnp.concatenate(parts, axis=-1)
 
 

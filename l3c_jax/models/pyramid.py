@@ -190,7 +190,7 @@ class RGBPyramid(nn.Module):
     ctx = None
     if p > 0:
       # Earlier phases as residuals from the coarser image: small, centred inputs.
-      ctx = (known - jnp.tile(x_coarse, (1, 1, 1, p))) / 32.0
+      ctx = (known - jnp.tile(x_coarse, (1, 1, 1, p))) * (1.0 / 32.0)
     head = self.phase_heads[4 * (s - 1) + p](blocks.phase_slice(f_s, p), ctx)
     return self._head_outputs(head, x_coarse)
 
