@@ -80,13 +80,34 @@ def test_flat_l3c_config_and_bad_flag_chains():
 
 
 def test_shipped_model_keeps_its_fingerprint():
-  """The shipped model's config.json was written in the flat form; loading it through the
-  registry must give the very fingerprint stored beside it (else its files are orphaned)."""
+  """Loading the shipped model gives the very fingerprint stored beside it (else its files are
+  orphaned); it is the exact form (what the codec codes with)."""
   model = model_io.load_default_model()
   stored = json.loads((pathlib.Path(model_io.DEFAULT_MODEL_DIR) / model_io.CONFIG_FILE).read_text())
-  assert "family" not in stored["config"]
-  assert model.config.family == "rgb_interlaced"
+  assert model.config.family == "rgb_interlaced" and model.config.exact
   assert model.fingerprint == stored["fingerprint"]
+  assert model.exact is model
+
+
+# config.json of the previous shipped model (l3c-jax-model/1: one flat L3C config with flags).
+_FLAT_FORMAT_1 = {"latent_channels": 3, "levels_max": 1.0, "levels_min": -1.0,
+                  "log_scale_min": -7.0, "num_channels": 32, "num_levels": 256,
+                  "num_mixtures": 5, "num_res_blocks": 4, "num_scales": 3,
+                  "phase_context": True, "pixel_mean_residual": True, "pixel_mean_scale": 1.0,
+                  "rgb_bicubic_baseline": True, "soft_sigma": 2.0, "subsample_pyramid": True}
+
+
+def test_flat_format_1_configs_load_as_their_family_with_the_same_fingerprint():
+  flat = families.config_from_dict(dict(_FLAT_FORMAT_1))
+  assert flat.family == "rgb_interlaced" and not flat.exact
+  spelled = families.config_from_dict({"family": "rgb_interlaced", "num_channels": 32,
+                                       "num_mixtures": 5, "num_res_blocks": 4})
+  params = model_io.load_default_model().params
+  assert (model_io.compute_fingerprint(flat, params)
+          == model_io.compute_fingerprint(spelled, params))
+  # The exact form is another network: another fingerprint.
+  assert (model_io.compute_fingerprint(flat.replace(exact=True), params)
+          != model_io.compute_fingerprint(flat, params))
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
