@@ -93,26 +93,16 @@ def ste(x: jax.Array, y: jax.Array) -> jax.Array:
   return x + jax.lax.stop_gradient(y - x)
 
 
-@jax.custom_jvp
-def ste_round(x: jax.Array) -> jax.Array:
-  """round(x) (half to even) with the identity's gradient; the forward pass is one op."""
-  return jnp.round(x)
+def _straight_through(op, name: str):
+  """op in the forward pass (one op), the identity's gradient in the backward pass."""
+  fn = jax.custom_jvp(lambda x: op(x))
+  fn.defjvp(lambda primals, tangents: (fn(primals[0]), tangents[0]))
+  fn.__name__ = name
+  return fn
 
 
-@ste_round.defjvp
-def _ste_round_jvp(primals, tangents):
-  return ste_round(primals[0]), tangents[0]
-
-
-@jax.custom_jvp
-def ste_floor(x: jax.Array) -> jax.Array:
-  """floor(x) with the identity's gradient."""
-  return jnp.floor(x)
-
-
-@ste_floor.defjvp
-def _ste_floor_jvp(primals, tangents):
-  return ste_floor(primals[0]), tangents[0]
+ste_round = _straight_through(jnp.round, "ste_round")   # half to even, like np.round
+ste_floor = _straight_through(jnp.floor, "ste_floor")
 
 
 def to_grid(x: jax.Array, frac_bits: int, limit: float) -> jax.Array:
