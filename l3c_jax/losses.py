@@ -49,7 +49,7 @@ def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -
     [B, h, w, C] bits (pixels: C = 3, R, G | R, B | R, G).
   """
   alphabet, coupled = step_alphabet(config, step)
-  if getattr(config, "exact", False):
+  if config.exact:
     # Exact heads give parameters in bin units (models.fixed_point); symbols are bin indices.
     symbols = jnp.round((values - alphabet.x_min) / alphabet.bin_width)
     lp = fixed_point.log_prob(head, symbols, alphabet.num_bins, config.num_mixtures, coupled)

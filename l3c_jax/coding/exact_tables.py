@@ -1,8 +1,8 @@
 """Bit-exact integer frequency tables from integer mixture parameters (numerics version 1).
 
-`coding.tables` builds the range coder's tables with float32 math whose results change with
+Format version 1 built the range coder's tables with float32 math whose results change with
 XLA flags (fast math, max ISA), CPU and jax version, so a file could decode differently on
-another machine. This module is its replacement: its inputs are INTEGER mixture parameters and
+another machine. This module replaces it: its inputs are INTEGER mixture parameters and
 it uses only int32 add, sub, mul, arithmetic shifts, clip/min/max, compare/select, floor
 division of non-negative numbers and gathers from constant tables. Integer ops have one
 result, so the tables are identical under any compiler flag, CPU or jax version, as long as no
@@ -50,7 +50,7 @@ between levels j - 1 and j, at j - 1/2 bins = 64 j - 32 in 1/64-bin units). Boun
      g(c) = c - ceil(c A / 2^24) is non-decreasing (A / 2^24 < 1: the ceil grows by at most 1
      per unit of c), so C'_{j+1} - C'_j >= 1; C'_0 = 0 and C'_A = 2^24 - A + A = 2^24.
   5. q_i = C'_{i+1} - C'_i >= 1, sum_i q_i = 2^24, each q_i <= 2^24 - A + 1; the table holds
-     q_i - 1 as float32 (exact below 2^24), as `coding.tables` does, for `coding.entropy`.
+     q_i - 1 as float32 (exact below 2^24), the convention of `coding.entropy`.
 
 Coupling (`coupled_mean64`): mean64_c = clip(base64_c) + sum_{c' < c} (lambda_q x_c' + 32) >> 6
 with x_c' clipped to [0, 255]: lambda_q x_c' + 32 < 2^12 * 255 + 32 < 2^20, each term is at most
@@ -84,15 +84,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from l3c_jax.coding import tables as float_tables  # rows, chunks, prefetch
+from l3c_jax.coding import tables  # rows, chunks, prefetch, the coder's total frequency
 from l3c_jax.models import fixed_point
 from l3c_jax.models.config import L3CConfig
 
 # The parameter grids and clamps are the model's (models.fixed_point snaps the heads to them).
 NUMERICS_VERSION = fixed_point.NUMERICS_VERSION
 
-PRECISION_BITS = 24
-TOTAL_FREQUENCY = 1 << PRECISION_BITS
+PRECISION_BITS = tables.PRECISION_BITS
+TOTAL_FREQUENCY = tables.TOTAL_FREQUENCY
 MAX_NUM_BINS = 256
 
 LOGIT_STEPS = 1 << fixed_point.LOGIT_FRAC_BITS       # logit16 = logit * 16
@@ -343,7 +343,7 @@ def integer_frequencies(logit16: jax.Array, mean64: jax.Array, ls32: jax.Array,
     num_bins: A, the alphabet size (2..256).
   Returns:
     [N, A] float32 holding q_i - 1, q_i >= 1, sum_i q_i = 2^24 per row (`coding.entropy`'s
-    convention, as `tables.frequency_table`).
+    convention).
   """
   _check_num_bins(num_bins)
   t = _device_tables()
@@ -411,7 +411,7 @@ def coupled_mean64(base64: jax.Array, coeff16: jax.Array, x_prev: jax.Array,
 
 
 # ---------------------------------------------------------------------------------------------
-# Chunked iterators over head rows (mirror `tables.pixel_tables` / `tables.latent_tables`).
+# Chunked iterators over head rows (chunks, padding and prefetch from `coding.tables`).
 
 def _exact_int(x: jax.Array) -> jax.Array:
   """float32 exact integers -> int32 (NaN -> 0, clip to +-2^24, round half even: one result)."""
@@ -444,7 +444,6 @@ def _latent_params(head_rows, start, exp_table, inv_m, inv_e, *, num_channels, n
                                  inv_e)
 
 
-_prefetched = float_tables.prefetched  # the same pipelining as the uniform and latent steps
 
 
 def _table(row, num_bins: int) -> jax.Array:
@@ -453,8 +452,8 @@ def _table(row, num_bins: int) -> jax.Array:
 
 def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, channel: int,
                  config: L3CConfig) -> Iterator[Tuple[int, np.ndarray]]:
-  """Tables of one pixel channel, chunk by chunk (chunks, padding, prefetch as
-  `tables.pixel_tables`).
+  """Tables of one pixel channel, chunk by chunk (chunks, padding and prefetch of
+  `coding.tables`).
 
   Args:
     head_rows: [n_pad, 12 K] float32 exact integers in the dmll head layout
@@ -467,21 +466,22 @@ def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, ch
   Yields:
     (start, table) with table [m, 256] float32 for rows start..start+m-1.
   """
-  chunk = float_tables.chunk_rows_for(num_rows)
+  chunk = tables.chunk_rows_for(num_rows)
   num_chunks = -(-num_rows // chunk)
   t = _device_tables()
   compute = lambda i: _table(_pixel_params(
       head_rows, x_prev_rows, np.int32(i * chunk), t["EXP_TABLE"], t["INV_SCALE_M"],
       t["INV_SCALE_E"], t["COEFF_TABLE"], channel=channel, num_mixtures=config.num_mixtures,
       chunk=chunk), 256)
-  for i, table in enumerate(_prefetched(compute, num_chunks)):
+  for i, table in enumerate(tables.prefetched(compute, num_chunks)):
     start = i * chunk
     yield start, np.asarray(table)[:min(chunk, num_rows - start)]
 
 
 def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
                   ) -> Iterator[Tuple[int, np.ndarray]]:
-  """Tables of one latent scale, chunk by chunk (as `tables.latent_tables`).
+  """Tables of one latent scale, chunk by chunk (chunks, padding and prefetch of
+  `coding.tables`).
 
   Args:
     head_rows: [n_pad, 3 C_q K] float32 exact integers in the dmll head layout
@@ -491,7 +491,7 @@ def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
     (start, table): table [m * C_q, L] float32 for positions start..start+m-1.
   """
   c = config.latent_channels
-  chunk = float_tables.latent_chunk_positions(num_positions, config)
+  chunk = tables.latent_chunk_positions(num_positions, config)
   num_chunks = -(-num_positions // chunk)
   num_bins = config.num_levels
   _check_num_bins(num_bins)
@@ -499,7 +499,7 @@ def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
   compute = lambda i: _table(_latent_params(
       head_rows, np.int32(i * chunk), t["EXP_TABLE"], t["INV_SCALE_M"], t["INV_SCALE_E"],
       num_channels=c, num_mixtures=config.num_mixtures, chunk=chunk), num_bins)
-  for i, table in enumerate(_prefetched(compute, num_chunks)):
+  for i, table in enumerate(tables.prefetched(compute, num_chunks)):
     start = i * chunk
     yield start, np.asarray(table)[:min(chunk, num_positions - start) * c]
 

@@ -22,10 +22,6 @@ def input_normalization(exact: bool = False):
   return shift, scale
 
 
-def is_exact(config) -> bool:
-  """Whether a config's decoder side computes in exact fixed point (`models.fixed_point`)."""
-  return bool(getattr(config, "exact", False))
-
 
 class Encoder(nn.Module):
   """E^(s) after its input conv: 5x5/2 downsampling, EDSR body with skip, 1x1 bottleneck."""
@@ -52,7 +48,7 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, z, f_above: Optional[jax.Array]):
     c = self.config
-    exact = is_exact(c)
+    exact = c.exact
     h = layers.Conv(c.num_channels, 1, exact=exact, range_log2=self.in_range_log2,
                     name="head")(z)
     if f_above is not None:

@@ -88,11 +88,6 @@ def is_power_of_two(v: float) -> bool:
   return v > 0 and m == 0.5
 
 
-def ste(x: jax.Array, y: jax.Array) -> jax.Array:
-  """y in the forward pass, the gradient of x in the backward pass (straight-through)."""
-  return x + jax.lax.stop_gradient(y - x)
-
-
 def _straight_through(op, name: str):
   """op in the forward pass (one op), the identity's gradient in the backward pass."""
   fn = jax.custom_jvp(lambda x: op(x))
