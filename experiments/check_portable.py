@@ -151,7 +151,7 @@ def write(d):
   for name, model, pixels in cases():
     _LOG.clear()
     t0 = time.perf_counter()
-    data, _ = codec.encode(images.from_array(pixels), model)
+    data, _ = codec.encode(images.from_array(pixels), model, method="model")
     dt = time.perf_counter() - t0
     np.save(os.path.join(d, name + ".npy"), pixels)
     with open(os.path.join(d, name + ".l3c"), "wb") as f:
@@ -201,7 +201,7 @@ def check(d):
     # re-encode
     _LOG.clear()
     t0 = time.perf_counter()
-    data2, _ = codec.encode(images.from_array(pixels), model)
+    data2, _ = codec.encode(images.from_array(pixels), model, method="model")
     t_enc = time.perf_counter() - t0
     enc_ok = data2 == data
     enc_digest = _first_diff(ref["digests"], _LOG)

@@ -1,5 +1,6 @@
 """Python API of the codec: compress / decompress with the shipped or a given model."""
 
+import dataclasses
 import os
 from typing import Optional, Union
 
@@ -25,7 +26,8 @@ def to_image_data(image: ImageLike) -> images.ImageData:
 
 
 def compress(image: ImageLike, model: Optional[Model] = None,
-             tile_size: int = codec.DEFAULT_TILE_SIZE) -> bytes:
+             tile_size: int = codec.DEFAULT_TILE_SIZE, method: str = "auto",
+             metadata: bool = True) -> bytes:
   """Losslessly compresses an 8-bit image to `.l3c` bytes.
 
   Args:
@@ -33,14 +35,21 @@ def compress(image: ImageLike, model: Optional[Model] = None,
       a Pillow image (modes RGB, RGBA, L, LA, P, 1) or an image file path.
     model: a `Model` (see `load_model`); None uses the shipped default model.
     tile_size: large images are coded in independent tiles of this many pixels per side.
+    method: 'auto' (the smaller of the model and PNG; few-colour images as PNG or WebP),
+      'model', 'png' or 'webp' (see `coding.codec.encode`).
+    metadata: keep the image's metadata (ICC profile, EXIF, PNG text, ...; see
+      `data.images`); False strips it.
   Returns:
     The compressed file contents.
   Raises:
     ImageError: unsupported image (e.g. 16-bit); ModelError: no default model shipped.
   """
   model = model if model is not None else load_default_model()
-  data, _ = codec.encode(to_image_data(image), model, tile_size=tile_size)
-  return data
+  data = to_image_data(image)
+  if not metadata:
+    data = dataclasses.replace(data, metadata=())
+  encoded, _ = codec.encode(data, model, tile_size=tile_size, method=method)
+  return encoded
 
 
 def decompress_image(data: bytes, model: Optional[Model] = None) -> images.ImageData:

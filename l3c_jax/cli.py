@@ -36,15 +36,22 @@ def _parser() -> argparse.ArgumentParser:
   tiles = argparse.ArgumentParser(add_help=False)
   tiles.add_argument("--tile_size", type=int, default=None, metavar="N",
                      help="code images in independent tiles of N x N pixels (default 1024)")
+  tiles.add_argument("--method", choices=("auto", "model", "png", "webp"), default=None,
+                     help="how pixels are coded: auto (default for compress: the smaller of the "
+                          "model and PNG; few-colour images as PNG or WebP), model (default for "
+                          "eval), or an embedded png / webp stream")
+  strip = argparse.ArgumentParser(add_help=False)
+  strip.add_argument("--strip_metadata", action="store_true",
+                     help="drop the ICC profile, EXIF, text and other metadata chunks")
   force = argparse.ArgumentParser(add_help=False)
   force.add_argument("-f", "--force", action="store_true", help="overwrite OUT if it exists")
 
   p = argparse.ArgumentParser(prog=PROG, description="Lossless image compression with L3C.")
   sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-  c = sub.add_parser("compress", parents=[common, tiles, force], help="image -> .l3c file")
+  c = sub.add_parser("compress", parents=[common, tiles, strip, force], help="image -> .l3c file")
   c.add_argument("input", metavar="IN")
   c.add_argument("output", metavar="OUT", nargs="?")
-  d = sub.add_parser("decompress", parents=[common, force], help=".l3c file -> PNG")
+  d = sub.add_parser("decompress", parents=[common, strip, force], help=".l3c file -> PNG")
   d.add_argument("input", metavar="IN")
   d.add_argument("output", metavar="OUT", nargs="?")
   e = sub.add_parser("eval", parents=[common, tiles],
@@ -112,22 +119,30 @@ def _print_verbose(stats, out, extra_times=None):
   out.write("  time: " + ", ".join(parts) + "\n")
 
 
+def _method_note(stats) -> str:
+  """' (stored as png)' when the file holds an embedded stream instead of the model's coding."""
+  from l3c_jax.coding import bitstream  # pylint: disable=g-import-not-at-top
+  if stats.method == bitstream.METHOD_MODEL:
+    return ""
+  return f" (stored as {bitstream.METHOD_NAMES[stats.method]}, smaller than the model's coding)"
+
+
 def _compress(args, out, err) -> int:
   from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
   from l3c_jax.data import images  # pylint: disable=g-import-not-at-top
   output = args.output or default_compressed_name(args.input)
   _check_output(output, args.force)  # before the work, not only when writing
   t0 = time.perf_counter()
-  image = images.read_image(args.input)
+  image = images.read_image(args.input, metadata=not args.strip_metadata)
   t_read = time.perf_counter() - t0
   model = _load_model(args.model)
   data, stats = codec.encode(image, model, tile_size=args.tile_size or codec.DEFAULT_TILE_SIZE,
-                             estimate=args.verbose)
+                             estimate=args.verbose, method=args.method or "auto")
   t0 = time.perf_counter()
   write_atomic(output, data, args.force)
   t_write = time.perf_counter() - t0
   out.write(f"{args.input} -> {output}: {image.width}x{image.height} {image.mode}, "
-            f"{len(data)} bytes, {stats.bpsp:.4f} bpsp\n")
+            f"{len(data)} bytes, {stats.bpsp:.4f} bpsp{_method_note(stats)}\n")
   if args.verbose:
     _print_verbose(stats, out, {"read": t_read, "write": t_write})
   return 0
@@ -145,7 +160,7 @@ def _decompress(args, out, err) -> int:
   model = _load_model(args.model)
   image, stats = codec.decode(data, model)
   t0 = time.perf_counter()
-  write_atomic(output, images.png_bytes(image), args.force)
+  write_atomic(output, images.png_bytes(image, metadata=not args.strip_metadata), args.force)
   t_write = time.perf_counter() - t0
   out.write(f"{args.input} -> {output}: {image.width}x{image.height} {image.mode}\n")
   if args.verbose:
@@ -162,7 +177,8 @@ def _eval(args, out, err) -> int:
     raise CliError("no images found in " + " ".join(args.paths))
   model = _load_model(args.model)
   report = evaluate.evaluate(files, model, tile_size=args.tile_size or codec.DEFAULT_TILE_SIZE,
-                             warm_up=not args.no_warmup, progress=err)
+                             warm_up=not args.no_warmup, progress=err,
+                             method=args.method or "model")
   write_atomic(args.json, evaluate.to_json(report).encode(), force=True)
   r = report["results"]
   out.write(f"{report['num_images']} images, {report['num_failed']} failed: "

@@ -25,13 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from l3c_jax.coding.bitstream import FORMAT_VERSION
 from l3c_jax.models import families
 
 CONFIG_FILE = "config.json"
 PARAMS_FILE = "params.msgpack"
 EXPORT_FORMAT = "l3c-jax-model/2"  # what save_model writes
 READ_FORMATS = ("l3c-jax-model/1", EXPORT_FORMAT)  # what load_model reads
+# The container version that fingerprints name, fixed at 2 (see compute_fingerprint).
+FINGERPRINT_FORMAT = 2
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
 
 
@@ -47,7 +48,7 @@ def _leaves_by_path(params):
 
 
 def compute_fingerprint(config, params) -> str:
-  """Hex sha256 over the codec format version, what the network computes and its parameters.
+  """Hex sha256 over FINGERPRINT_FORMAT, what the network computes and its parameters.
 
   "What the network computes" is the family's `network_spec(config)`, not the config's spelling:
   renaming config fields or moving them between families does not orphan existing files. For
@@ -60,7 +61,9 @@ def compute_fingerprint(config, params) -> str:
   spec = families.get(config).network_spec(config)
   h = hashlib.sha256()
   h.update(b"l3c-jax model fingerprint\0")
-  h.update(f"format={FORMAT_VERSION}\0".encode())
+  # Format 2 made the numerics part of what a file names (the numerics byte), so the container
+  # version no longer enters: later container versions keep every model's fingerprint.
+  h.update(f"format={FINGERPRINT_FORMAT}\0".encode())
   h.update(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode())
   for path, leaf in _leaves_by_path(params):
     leaf = np.ascontiguousarray(leaf)
@@ -82,7 +85,7 @@ class Model:
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """Hex sha256 of (weights, config, codec format version); see `compute_fingerprint`."""
+    """Hex sha256 of (weights, config); see `compute_fingerprint`."""
     return compute_fingerprint(self.config, self.params)
 
   @functools.cached_property

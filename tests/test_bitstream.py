@@ -12,9 +12,11 @@ from l3c_jax.coding.bitstream import CodecError
 def _header(**kw):
   h = bitstream.Header(
       fingerprint=bytes(range(16)), mode="P", height=13, width=19, tile_size=1024, pad_h=3,
-      pad_w=5, pixel_crc32=0xDEADBEEF,
+      pad_w=5, content_crc32=0xDEADBEEF,
       components=((bitstream.COMPONENT_RGB, 0),), palette=bytes(range(30)),
-      transparency=bytes([0, 255, 7]), stream_lengths=(), payload_crc32=0)
+      transparency=bytes([0, 255, 7]), stream_lengths=(), payload_crc32=0,
+      metadata=((b"iCCP", b"profile\0\0xyz"), (b"tEXt", b"Title\0t"), (b"eXIf", b"")),
+      tile_crc32s=(1, 0xFFFFFFFF))
   return dataclasses.replace(h, **kw)
 
 
@@ -77,11 +79,15 @@ def test_bitstream_rejects_implausible_fields_even_with_valid_checksum():
     head = data[:9] + bytes(body)
     return head + struct.pack("<I", bitstream.crc32(head)) + data[9 + body_len + 4:]
 
+  # body: 16 fingerprint, numerics, method, mode, height, ...
   def huge_height(body):
-    body[18:22] = struct.pack("<I", 1 << 30)
+    body[19:23] = struct.pack("<I", 1 << 30)
 
   def bad_mode(body):
-    body[17] = 99
+    body[18] = 99
+
+  def bad_method(body):
+    body[17] = 9
 
   def future_numerics(body):
     body[16] = 7
@@ -90,6 +96,8 @@ def test_bitstream_rejects_implausible_fields_even_with_valid_checksum():
     bitstream.unpack(forged(huge_height))
   with pytest.raises(CodecError, match="mode code"):
     bitstream.unpack(forged(bad_mode))
+  with pytest.raises(CodecError, match="unknown coding method 9"):
+    bitstream.unpack(forged(bad_method))
   with pytest.raises(CodecError, match="numerics version 7; this l3c-jax computes 1"):
     bitstream.unpack(forged(future_numerics))
 
@@ -99,5 +107,5 @@ def test_float_numerics_files_of_format_1_are_refused_by_name():
   refused with the versions named, not as 'corrupt'."""
   data = bytearray(bitstream.pack(_header(), STREAMS))
   data[4] = 1
-  with pytest.raises(CodecError, match=r"format version 1 \(float numerics.*format version 2"):
+  with pytest.raises(CodecError, match=r"format version 1 \(float numerics.*format version 3"):
     bitstream.unpack(bytes(data))

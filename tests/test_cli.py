@@ -84,7 +84,8 @@ def test_cli_compress_decompress_roundtrip(tmp_path, np_rng, model_dir):
 def test_cli_verbose_reports_scales_and_times(tmp_path, np_rng, model_dir):
   src = tmp_path / "img.png"
   _png(src, np_rng, "L")
-  rc, out, _ = run("compress", src, tmp_path / "a.l3c", "-v", "--model", model_dir)
+  rc, out, _ = run("compress", src, tmp_path / "a.l3c", "-v", "--model", model_dir,
+                   "--method", "model")
   assert rc == 0
   for word in ("theory bits", "written bits", "z3", "z1", " x ", "header", "network",
                "tables", "coder"):
@@ -98,7 +99,8 @@ def test_cli_errors_are_one_line_and_leave_no_files(tmp_path, np_rng, model_dir,
                                                     tiny_config):
   src = tmp_path / "img.png"
   _png(src, np_rng)
-  assert run("compress", src, tmp_path / "good.l3c", "--model", model_dir)[0] == 0
+  assert run("compress", src, tmp_path / "good.l3c", "--model", model_dir, "--method",
+             "model")[0] == 0
   good = (tmp_path / "good.l3c").read_bytes()
   bad = bytearray(good)
   bad[len(bad) // 2] ^= 1

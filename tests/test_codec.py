@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import time
 import tracemalloc
 
 import jax
@@ -36,8 +37,14 @@ def model(tiny_config, tiny_params):
   return model_io.Model(tiny_config, tiny_params)
 
 
+def _encode(image, model, **kw):
+  """codec.encode with the model (the tests here are about the model's coding)."""
+  return codec.encode(image, model, **{"method": "model", **kw})
+
+
 def _roundtrip(model, image: images.ImageData, **kw) -> bytes:
-  data, _ = codec.encode(image, model, **kw)
+  """Codes with the model (unless `method` says otherwise), decodes, checks, returns the file."""
+  data, _ = codec.encode(image, model, **{"method": "model", **kw})
   back, _ = codec.decode(data, model)
   assert back.mode == image.mode
   assert back.palette == image.palette and back.transparency == image.transparency
@@ -101,15 +108,16 @@ def test_codec_palette_components(np_rng):
 
 
 def test_codec_tiles_roundtrip_and_count(model, np_rng):
-  x = np_rng.integers(0, 256, (20, 27, 3)).astype(np.uint8)
-  data = _roundtrip(model, images.from_array(x), tile_size=16)
+  x = np_rng.integers(0, 256, (40, 45, 3)).astype(np.uint8)
+  data = _roundtrip(model, images.from_array(x), tile_size=32)
   header, streams = bitstream.unpack(data)
-  assert header.tile_size == 16
+  assert header.tile_size == 32
+  assert len(header.tile_crc32s) == 4
   assert len(streams) == 4 * (model.config.num_scales + 3)  # 2x2 tiles, 3 latents + R, G, B
 
 
 def test_codec_rejects_a_different_model(model, tiny_config, np_rng):
-  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
+  data, _ = _encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
       np.uint8)), model)
   other = model_io.Model(tiny_config, random_params(tiny_config, seed=1))
   with pytest.raises(CodecError, match="different model"):
@@ -124,11 +132,11 @@ def _forge(data: bytes, **changes) -> bytes:
 
 
 def test_codec_refuses_a_forged_huge_tile_grid_before_listing_tiles(model, np_rng):
-  """A 142-byte-class file declaring 46340 x 46340 pixels in 8-pixel tiles (33.5 M tiles) is
+  """A 142-byte-class file declaring 46340 x 46340 pixels in 32-pixel tiles (2.1 M tiles) is
   refused from the counts alone, without building the tile list (which took GBs)."""
-  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(np.uint8)),
+  data, _ = _encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(np.uint8)),
                          model)
-  forged = _forge(data, height=46340, width=46340, tile_size=8, pad_h=-46340 % 8,
+  forged = _forge(data, height=46340, width=46340, tile_size=32, pad_h=-46340 % 8,
                   pad_w=-46340 % 8)
   tracemalloc.start()
   try:
@@ -140,14 +148,65 @@ def test_codec_refuses_a_forged_huge_tile_grid_before_listing_tiles(model, np_rn
   assert peak_bytes < 10 * 2**20  # the tile list alone would take gigabytes
 
 
+def test_codec_refuses_tiles_below_the_minimum_size(model, np_rng):
+  x = np_rng.integers(0, 256, (40, 45, 3)).astype(np.uint8)
+  with pytest.raises(CodecError, match="below the minimum 32"):
+    _encode(images.from_array(x), model, tile_size=16)
+  data = _encode(images.from_array(x), model, tile_size=32)[0]
+  # A forged 8-pixel tiling (each tile costs a fixed number of network calls) is refused as such.
+  with pytest.raises(CodecError, match="tile size 8 is below the minimum"):
+    codec.decode(_forge(data, tile_size=8), model)
+  # One tile smaller than the minimum is an image smaller than the minimum: fine.
+  small = images.from_array(x[:7, :9])
+  assert bitstream.unpack(_roundtrip(model, small, tile_size=32))[0].tile_size == 32
+
+
+def test_codec_refuses_a_forged_file_of_empty_tiles_at_the_first_bad_tile(model, np_rng):
+  """A file declaring 2048 x 2048 pixels in 4096 tiles whose substreams (past the first tile's)
+  are empty, all checksums recomputed: refused at the first bad tile (its checksum), in well
+  under a second and without decoding the rest."""
+  x = np_rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+  data = _roundtrip(model, images.from_array(x), tile_size=32)  # also compiles the tile shape
+  header, streams = bitstream.unpack(data)
+  per_tile = len(streams)
+  top_bytes = len(streams[0])
+  forged_streams = list(streams) + [bytes(top_bytes)] + [b""] * (per_tile - 1)
+  forged_streams += ([bytes(top_bytes)] + [b""] * (per_tile - 1)) * 4094
+  forged = _forge(data, height=2048, width=2048, streams=forged_streams,
+                  tile_crc32s=header.tile_crc32s * 4096)
+  assert len(forged) < 256 * 1024  # the issue's 160 KB class of forged files
+  t0 = time.perf_counter()
+  with pytest.raises(CodecError, match=r"tile at x=32, y=0 fails its checksum"):
+    codec.decode(forged, model)
+  assert time.perf_counter() - t0 < 1.0
+
+
+def test_codec_content_checksum_covers_palette_transparency_mode_and_metadata(model, np_rng):
+  image = images.ImageData(np_rng.integers(0, 4, (9, 11)).astype(np.uint8), "P",
+                           bytes(range(12)), bytes([0, 255, 3, 4]),
+                           metadata=((b"tEXt", b"k\0v"),))
+  data = _roundtrip(model, image)
+  header, _ = bitstream.unpack(data)
+  swapped = bytes([3, 4, 5, 0, 1, 2]) + bytes(range(6, 12))  # same colours, other indices
+  for change in (dict(palette=swapped), dict(transparency=bytes([1, 255, 3, 4])),
+                 dict(transparency=None), dict(metadata=((b"tEXt", b"k\0w"),)),
+                 dict(metadata=())):
+    with pytest.raises(CodecError, match="fails its checksum"):
+      codec.decode(_forge(data, **change), model)
+  gray = _roundtrip(model, images.ImageData(np_rng.integers(0, 256, (9, 11)).astype(np.uint8),
+                                            "L"))
+  with pytest.raises(CodecError, match="fails its checksum"):
+    codec.decode(_forge(gray, mode="1"), model)
+
+
 def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
   image = images.from_array(np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8))
-  data, _ = codec.encode(image, model)
+  data, _ = _encode(image, model)
   header, streams = bitstream.unpack(data)
   # Intact checksums but wrong pixels: with exact numerics only a bug or a forgery does that,
   # and the message says so (not "corrupt").
   with pytest.raises(CodecError, match="checksums are intact.*tables differ.*a bug in l3c-jax"):
-    codec.decode(_forge(data, pixel_crc32=header.pixel_crc32 ^ 1), model)
+    codec.decode(_forge(data, content_crc32=header.content_crc32 ^ 1), model)
   rejected = 0
   for i in range(len(streams)):
     bad = [bytearray(s) for s in streams]
@@ -169,7 +228,7 @@ def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
 
 
 def test_codec_rejects_truncated_files(model, np_rng):
-  data, _ = codec.encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
+  data, _ = _encode(images.from_array(np_rng.integers(0, 256, (7, 9, 3)).astype(
       np.uint8)), model)
   for n in (0, 3, 10, len(data) // 2, len(data) - 1):
     with pytest.raises(CodecError):
@@ -178,7 +237,7 @@ def test_codec_rejects_truncated_files(model, np_rng):
 
 def test_codec_stats_account_for_every_bit(model, np_rng):
   image = images.from_array(np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8))
-  data, stats = codec.encode(image, model, estimate=True)
+  data, stats = _encode(image, model, estimate=True)
   assert stats.file_bits == 8 * len(data)
   assert stats.file_bits == stats.header_bits + sum(stats.actual_bits.values())
   assert set(stats.actual_bits) == set(stats.theory_bits) == {"z3", "z2", "z1", "x"}
@@ -197,7 +256,7 @@ def test_codec_information_bounds_on_a_photo(tiny_config):
   model = model_io.random_model(tiny_config, broad_heads=True)
   photo = images.read_image(KODAK / "kodim23.png")
   image = images.ImageData(np.ascontiguousarray(photo.pixels[:512, 128:640]), "RGB")
-  data, stats = codec.encode(image, model, estimate=True)
+  data, stats = _encode(image, model, estimate=True)
   theory = sum(stats.theory_bits.values())
   written = sum(stats.actual_bits.values())
   assert written >= theory
@@ -301,7 +360,7 @@ def test_codec_default_model_roundtrip_and_bounds_on_a_photo():
     pytest.skip("no default model shipped")
   photo = images.read_image(KODAK / "kodim05.png")
   image = images.ImageData(np.ascontiguousarray(photo.pixels[:512, :512]), "RGB")
-  data, stats = codec.encode(image, model, estimate=True)
+  data, stats = _encode(image, model, estimate=True)
   theory = sum(stats.theory_bits.values())
   # Written bits may be a little *below* the estimate for a sharp model: the integer tables give
   # every symbol at least 2^-24, so the rare far-tail symbol (float estimate > 24 bits) is
@@ -331,13 +390,13 @@ def test_codec_pyramid_roundtrip_odd_sizes_modes_and_tiles(pyramid_model, np_rng
   x = np_rng.integers(0, 256, shape + (4,)).astype(np.uint8)
   _roundtrip(pyramid_model, images.from_array(x[..., :3]))
   _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x[..., 0]), "L"))
-  _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x), "RGBA"), tile_size=8)
+  _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x), "RGBA"), tile_size=32)
 
 
 def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
   yy, xx = np.mgrid[0:21, 0:35]
   smooth = np.stack([yy * 9, xx * 6, (yy + xx) * 4], -1).astype(np.uint8)
-  data, stats = codec.encode(images.from_array(smooth), pyramid_model, estimate=True)
+  data, stats = _encode(images.from_array(smooth), pyramid_model, estimate=True)
   header, streams = bitstream.unpack(data)
   cfg = pyramid_model.config
   phases = (3 if cfg.interlaced else 4) if cfg.phased else 1
@@ -349,7 +408,7 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
   for key, bits in stats.actual_bits.items():
     # + up to one 32-bit word of range-coder flush per substream (3 * phases per scale)
     assert abs(bits - stats.theory_bits[key]) <= 0.05 * stats.theory_bits[key] + 96 * phases, key
-  gray, _ = codec.encode(images.ImageData(np.ascontiguousarray(smooth[..., 0]), "L"),
+  gray, _ = _encode(images.ImageData(np.ascontiguousarray(smooth[..., 0]), "L"),
                          pyramid_model)
   assert len(bitstream.unpack(gray)[1]) == 1 + 3 * phases   # one channel per scale (phase)
   with pytest.raises(CodecError, match="different model"):
@@ -361,7 +420,7 @@ def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
   training forward pass (teacher forcing) of the form it codes with (the exact one): the model
   never peeks at what the decoder lacks, and exact training optimizes what files cost."""
   x = np_rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
-  _, stats = codec.encode(images.from_array(x), pyramid_model, estimate=True)
+  _, stats = _encode(images.from_array(x), pyramid_model, estimate=True)
   _, metrics = jax.jit(step_lib.loss_fn, static_argnums=(2,))(
       pyramid_model.params, jnp.asarray(x[None], jnp.float32), pyramid_model.exact.config)
   for key in ("x", "x1", "x2", "x3"):

@@ -60,7 +60,7 @@ _CHILD = textwrap.dedent("""
         decoded = bool(np.array_equal(image.pixels, pixels))
       except codec.CodecError as e:
         decoded = str(e)
-      encoded, _ = codec.encode(images.from_array(pixels), model)
+      encoded, _ = codec.encode(images.from_array(pixels), model, method="model")
       out[name] = {"decoded": decoded, "same_bytes": encoded == data}
     print("RESULT " + json.dumps(out))
 """)
@@ -80,7 +80,7 @@ def written(tmp_path_factory):
   meta = {}
   for name, (pixels, which, config) in cases.items():
     model = default if config is None else model_io.random_model(config, seed=3)
-    data, _ = codec.encode(images.from_array(pixels), model)
+    data, _ = codec.encode(images.from_array(pixels), model, method="model")
     np.save(work / f"{name}.npy", pixels)
     (work / f"{name}.l3c").write_bytes(data)
     meta[name] = {"model": which, "seed": 3,

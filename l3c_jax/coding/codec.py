@@ -25,9 +25,17 @@ Images and modes (see `data.images`): every image is split into plane groups ("c
 Each component is cut into tiles of at most tile_size^2 pixels (tile_size a multiple of 2^S),
 coded independently; each tile is edge-padded at the bottom/right to a multiple of 2^S. The
 padded pixels are coded too (cheap, being copies of their neighbours) and cropped on decode.
-The header ends with a CRC32 of the decoded pixels, checked before anything is returned.
+The header holds a CRC32 of each tile's pixels, checked as soon as the tile is decoded, and a
+CRC32 of the whole content (mode, palette, transparency, metadata, pixels), checked before
+anything is returned.
+
+Methods (`encode(method=...)`): besides the model, a file can hold one embedded PNG or WebP
+stream of the image (`coding.embedded`); 'auto' keeps the smallest, so no file is larger than
+the image's PNG at zlib level 9 plus the container, and few-colour images, on which a model
+trained on photos does poorly, never go through the model.
 """
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -41,6 +49,7 @@ import numpy as np
 
 from l3c_jax import losses
 from l3c_jax.coding import bitstream
+from l3c_jax.coding import embedded
 from l3c_jax.coding import entropy
 from l3c_jax.coding import exact_tables
 from l3c_jax.coding import tables
@@ -51,6 +60,16 @@ from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
+# Smallest tile side: every tile costs a fixed number of network calls, so tiny tiles would
+# make decoding work per file byte large (a forged file of 16-pixel tiles decoded ~0.4 ms per
+# byte). Files with smaller tiles are refused unless the image is a single tile.
+MIN_TILE_SIZE = 32
+METHODS = ("auto", "model", "png", "webp")
+# RGB(A) images with at most this many colours (and 16 pixels per colour), palette and bilevel
+# images are "few-colour"
+# images: `auto` codes them with the embedded classical streams only (the model, trained on
+# photos, costs several times more on them; docs/measurements.md#few-colour-images).
+FEW_COLORS = 256
 
 
 @dataclasses.dataclass
@@ -67,7 +86,9 @@ class CodingStats:
     theory_bits: the model's -log2 p of the same symbols per group (encoder with
       estimate=True only; the top group's is the uniform prior's n * log2 L).
     times_s: wall seconds per stage: 'network' (encoders + per-scale decoders), 'tables'
-      (waiting for integer tables), 'coder' (range coding), 'estimate', 'total'.
+      (waiting for integer tables), 'coder' (range coding), 'estimate', 'png' / 'webp'
+      (embedded streams), 'total'.
+    method: the file's bitstream.METHOD_* (for an encode: the one chosen).
   """
   num_subpixels: int = 0
   file_bits: int = 0
@@ -75,6 +96,7 @@ class CodingStats:
   actual_bits: Dict[str, float] = dataclasses.field(default_factory=dict)
   theory_bits: Dict[str, float] = dataclasses.field(default_factory=dict)
   times_s: Dict[str, float] = dataclasses.field(default_factory=dict)
+  method: int = bitstream.METHOD_MODEL
 
   @property
   def bpsp(self) -> float:
@@ -350,22 +372,6 @@ class _Lazy:
 # Modes -> components.
 
 
-def _palette_colors(palette: bytes) -> np.ndarray:
-  """[n] uint32 keys r << 16 | g << 8 | b of the palette entries."""
-  p = np.frombuffer(palette, np.uint8).reshape(-1, 3).astype(np.uint32)
-  return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
-
-
-def _palette_rgb_is_invertible(image: images.ImageData) -> bool:
-  """True if every used index is the first palette entry with its colour."""
-  keys = _palette_colors(image.palette)
-  _, first = np.unique(keys, return_index=True)
-  first_of_color = np.zeros(len(keys), bool)
-  first_of_color[first] = True
-  used = np.unique(image.pixels)
-  return bool(np.all(first_of_color[used]))
-
-
 def _components(image: images.ImageData) -> List[Tuple[int, int, Optional[np.ndarray]]]:
   """(kind, value, plane uint8 [H, W, C] or None) for each component, in coding order."""
   px = image.pixels
@@ -385,7 +391,7 @@ def _components(image: images.ImageData) -> List[Tuple[int, int, Optional[np.nda
   if mode == "LA":
     return [(bitstream.COMPONENT_GRAY, 0, px[..., :1]), alpha(px[..., 1])]
   if mode == "P":
-    if _palette_rgb_is_invertible(image):
+    if embedded.palette_rgb_is_invertible(image.palette, px):
       rgb = np.frombuffer(image.palette, np.uint8).reshape(-1, 3)[px]
       return [(bitstream.COMPONENT_RGB, 0, rgb)]
     return [(bitstream.COMPONENT_GRAY, 0, px[..., None])]
@@ -420,62 +426,137 @@ def _assemble(header: bitstream.Header, planes: List[np.ndarray]) -> np.ndarray:
   plane = planes[0]
   if plane.shape[2] == 1:
     return plane[..., 0]
-  keys = _palette_colors(header.palette)
-  uniq, first = np.unique(keys, return_index=True)
-  px = plane.astype(np.uint32)
-  px_keys = (px[..., 0] << 16) | (px[..., 1] << 8) | px[..., 2]
-  pos = np.clip(np.searchsorted(uniq, px_keys), 0, len(uniq) - 1)
-  if not np.all(uniq[pos] == px_keys):
-    raise CodecError("corrupt data (decoded colour not in the palette)")
-  return first[pos].astype(np.uint8)
+  return embedded.indices_from_rgb(header.palette, plane)
 
 
 # ---------------------------------------------------------------------------------------------
 # Public entry points.
 
 
-def pixel_crc32(pixels: np.ndarray) -> int:
-  return bitstream.crc32(np.ascontiguousarray(pixels).tobytes())
+def content_crc32(image: images.ImageData) -> int:
+  """`bitstream.content_crc32` of an image: mode, palette, transparency, metadata, pixels."""
+  return bitstream.content_crc32(image.mode, image.palette, image.transparency, image.metadata,
+                                 np.ascontiguousarray(image.pixels).tobytes())
+
+
+def _is_few_colour(image: images.ImageData) -> bool:
+  if image.mode in ("P", "1"):
+    return True
+  # At least 16 pixels per colour: a tiny photo crop has few colours only for lack of pixels.
+  limit = min(FEW_COLORS, image.num_pixels // 16)
+  return image.mode in ("RGB", "RGBA") and embedded.num_colors_at_most(image.pixels, limit)
 
 
 def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
-           estimate: bool = False) -> Tuple[bytes, CodingStats]:
+           estimate: bool = False, method: str = "auto") -> Tuple[bytes, CodingStats]:
   """Compresses an image losslessly.
 
   Args:
-    image: the image (any supported mode).
+    image: the image (any supported mode); its metadata is stored with it.
     model: a `model_io.Model`.
-    tile_size: tile side in pixels, rounded down to a multiple of 2^S (>= 2^S).
+    tile_size: tile side in pixels, rounded down to a multiple of 2^S (>= MIN_TILE_SIZE).
     estimate: also compute the model's theoretical bits per scale (a little slower).
+    method: 'model', 'png' or 'webp' (embedded classical streams, see `coding.embedded`), or
+      'auto': the smallest of the model and PNG (zlib level 9), so a file is never larger than
+      the image's PNG plus the container; few-colour images (palette, bilevel, RGB(A) with at
+      most FEW_COLORS colours) are not run through the model but try PNG and WebP.
   Returns:
     (file bytes, CodingStats).
+  Raises:
+    CodecError: a bad tile size or method, or a method that cannot hold the image (WebP: a
+      palette image whose colours do not identify its indices).
   """
   t0 = time.perf_counter()
+  if method not in METHODS:
+    raise CodecError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+  if int(tile_size) < MIN_TILE_SIZE:
+    raise CodecError(f"tile size {tile_size} is below the minimum {MIN_TILE_SIZE}")
   model = model.exact
+  if method == "auto":
+    few = _is_few_colour(image)
+    names = ["png", "webp"] if few else ["png", "model"]
+  else:
+    names = [method]
+  candidates = []
+  # The embedded streams are made on a second thread while the model codes: zlib and libwebp
+  # release the GIL, and the model leaves a core idle while the range coder runs.
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    pending = [(name, pool.submit(_encode_embedded, image, model, name))
+               for name in names if name != "model"]
+    if "model" in names:
+      stats = CodingStats(num_subpixels=image.num_subpixels)
+      candidates.append((_encode_model(image, model, tile_size, estimate, stats), stats))
+    for name, future in pending:
+      if future.result() is not None:
+        candidates.append(future.result())
+  for data, stats in candidates:
+    stats.file_bits = 8 * len(data)
+    stats.header_bits = stats.file_bits - int(sum(stats.actual_bits.values()))
+  if not candidates:
+    raise CodecError(f"method {method} cannot hold this image (a palette image whose colours "
+                     "do not identify its indices)")
+  data, stats = min(candidates, key=lambda c: len(c[0]))
+  stats.times_s["total"] = time.perf_counter() - t0
+  return data, stats
+
+
+def _encode_embedded(image: images.ImageData, model, name: str
+                     ) -> Optional[Tuple[bytes, CodingStats]]:
+  """(file, stats) of `image` as an embedded 'png' or 'webp' stream; None if WebP cannot hold
+  it."""
+  stats = CodingStats(num_subpixels=image.num_subpixels)
+  kind = bitstream.METHOD_PNG if name == "png" else bitstream.METHOD_WEBP
+  stats.method = kind
+  with _Clock(stats.times_s)(name):
+    stream = embedded.encode(image, kind)
+  if stream is None:
+    return None
+  stats.actual_bits[name] = 8 * len(stream)
+  return bitstream.pack(_image_header(image, model, kind, 0, (), ()), [stream]), stats
+
+
+def _image_header(image, model, method, tile_size, components, tile_crcs) -> bitstream.Header:
+  factor = model.config.padding_factor if method == bitstream.METHOD_MODEL else 1
+  return bitstream.Header(
+      fingerprint=bytes.fromhex(model.fingerprint)[:bitstream.FINGERPRINT_BYTES],
+      mode=image.mode, height=image.height, width=image.width, tile_size=tile_size,
+      pad_h=-image.height % factor, pad_w=-image.width % factor,
+      content_crc32=content_crc32(image), components=tuple(components),
+      palette=image.palette, transparency=image.transparency, stream_lengths=(),
+      payload_crc32=0, method=method, metadata=image.metadata, tile_crc32s=tuple(tile_crcs))
+
+
+def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool,
+                  stats: CodingStats) -> bytes:
+  """The file of `image` coded with the (exact) model."""
   cfg = model.config
   factor = cfg.padding_factor
   tile_size = max(factor, (int(tile_size) // factor) * factor)
-  stats = CodingStats(num_subpixels=image.num_subpixels)
   coder = _TileCoder(model, stats, estimate)
   comps = _components(image)
-  streams = []
+  streams, tile_crcs = [], []
   for kind, _, plane in comps:
     if kind == bitstream.COMPONENT_CONSTANT:
       continue
     for y, x, th, tw in tile_grid(image.height, image.width, tile_size):
-      streams.extend(coder.encode(np.ascontiguousarray(plane[y:y + th, x:x + tw])))
-  header = bitstream.Header(
-      fingerprint=bytes.fromhex(model.fingerprint)[:bitstream.FINGERPRINT_BYTES],
-      mode=image.mode, height=image.height, width=image.width, tile_size=tile_size,
-      pad_h=-image.height % factor, pad_w=-image.width % factor,
-      pixel_crc32=pixel_crc32(image.pixels),
-      components=tuple((k, v) for k, v, _ in comps), palette=image.palette,
-      transparency=image.transparency, stream_lengths=(), payload_crc32=0)
-  data = bitstream.pack(header, streams)
-  stats.file_bits = 8 * len(data)
-  stats.header_bits = 8 * (len(data) - sum(len(s) for s in streams))
-  stats.times_s["total"] = time.perf_counter() - t0
-  return data, stats
+      tile = np.ascontiguousarray(plane[y:y + th, x:x + tw])
+      tile_crcs.append(bitstream.crc32(tile.tobytes()))
+      streams.extend(coder.encode(tile))
+  header = _image_header(image, model, bitstream.METHOD_MODEL, tile_size,
+                         [(k, v) for k, v, _ in comps], tile_crcs)
+  return bitstream.pack(header, streams)
+
+
+def _validate_image_fields(header: bitstream.Header):
+  """Checks that hold for every method: palette, transparency, padding of embedded streams."""
+  if (header.mode == "P") != (header.palette is not None):
+    raise CodecError("corrupt header (palette present iff mode P)")
+  if header.transparency is not None and header.mode != "P":
+    raise CodecError("corrupt header (transparency outside mode P)")
+  if header.method != bitstream.METHOD_MODEL:
+    if (header.components or header.tile_crc32s or len(header.stream_lengths) != 1
+        or header.pad_h or header.pad_w):
+      raise CodecError("corrupt header (fields of the model method in an embedded stream)")
 
 
 def _validate(header: bitstream.Header, config, model_fingerprint: str):
@@ -485,6 +566,9 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
                      f"{header.fingerprint.hex()}, this model is {fp.hex()}); "
                      "decode it with the model that encoded it")
   factor = config.padding_factor
+  if header.tile_size < MIN_TILE_SIZE and header.tile_size < max(header.height, header.width):
+    raise CodecError(f"corrupt header (tile size {header.tile_size} is below the minimum "
+                     f"{MIN_TILE_SIZE})")
   if header.tile_size % factor:
     raise CodecError(f"corrupt header (tile size {header.tile_size} is not a multiple of "
                      f"{factor})")
@@ -496,10 +580,6 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
     raise CodecError(f"corrupt header (components {kinds} do not fit mode {header.mode})")
   if any(v and k != bitstream.COMPONENT_CONSTANT for k, v in header.components):
     raise CodecError("corrupt header (value set on a coded component)")
-  if (header.mode == "P") != (header.palette is not None):
-    raise CodecError("corrupt header (palette present iff mode P)")
-  if header.transparency is not None and header.mode != "P":
-    raise CodecError("corrupt header (transparency outside mode P)")
   # Counted, not listed: a forged 46340 x 46340 image of 8-pixel tiles would be 33.5 M tiles; the
   # count must match the header's list of substream lengths (bounded by the file) first.
   num_tiles = -(-header.height // header.tile_size) * -(-header.width // header.tile_size)
@@ -508,6 +588,10 @@ def _validate(header: bitstream.Header, config, model_fingerprint: str):
   if len(header.stream_lengths) != expected:
     raise CodecError(f"corrupt header ({len(header.stream_lengths)} substreams, expected "
                      f"{expected})")
+  coded = sum(k != bitstream.COMPONENT_CONSTANT for k in kinds)
+  if header.version != 2 and len(header.tile_crc32s) != num_tiles * coded:
+    raise CodecError(f"corrupt header ({len(header.tile_crc32s)} tile checksums, expected "
+                     f"{num_tiles * coded})")
   # Every symbol of the top step costs log2(L) bits under the uniform prior, so its substreams
   # bound the image size by the file size: a forged size cannot make us decode for hours.
   top = families.plan(config)[0]
@@ -534,22 +618,58 @@ _INTACT_BUT_WRONG = ("the file's checksums are intact but it did not decode: its
 def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
   """Decompresses a file made by `encode` with the same model.
 
+  Args:
+    data: the file's bytes.
+    model: the `model_io.Model` that encoded it (files holding an embedded PNG / WebP stream
+      decode without it: None is enough for them).
   Returns:
-    (image, CodingStats).
+    (image, CodingStats); the image carries the file's metadata.
   Raises:
     CodecError: with a one-line message for every kind of bad input (not an l3c-jax file,
       newer format, other model, truncated, corrupt); never returns a wrong image.
   """
   t0 = time.perf_counter()
-  model = model.exact
-  cfg = model.config
   header, streams = bitstream.unpack(data)
-  _validate(header, cfg, model.fingerprint)
+  _validate_image_fields(header)
   stats = CodingStats(file_bits=8 * len(data),
-                      header_bits=8 * (len(data) - sum(header.stream_lengths)))
+                      header_bits=8 * (len(data) - sum(header.stream_lengths)),
+                      method=header.method)
+  if header.method == bitstream.METHOD_MODEL:
+    if model is None:
+      raise CodecError("this file was coded with a model; give the model that encoded it")
+    model = model.exact
+    _validate(header, model.config, model.fingerprint)
+    pixels = _decode_model(header, streams, model, stats)
+  else:
+    name = bitstream.METHOD_NAMES[header.method]
+    with _Clock(stats.times_s)(name):
+      pixels = embedded.decode(header, streams[0])
+    stats.actual_bits[name] = 8 * len(streams[0])
+  pixels = np.ascontiguousarray(pixels)
+  if header.version == 2:  # format 2: the CRC covers the pixel bytes alone
+    crc = bitstream.crc32(pixels.tobytes())
+  else:
+    crc = bitstream.content_crc32(header.mode, header.palette, header.transparency,
+                                  header.metadata, pixels.tobytes())
+  if crc != header.content_crc32:
+    raise CodecError(f"{_INTACT_BUT_WRONG} (decoded image fails its checksum)")
+  try:
+    image = images.ImageData(pixels, header.mode, header.palette, header.transparency,
+                             header.metadata)
+  except images.ImageError as e:
+    raise CodecError(f"corrupt data ({e})") from None
+  stats.num_subpixels = image.num_subpixels
+  stats.times_s["total"] = time.perf_counter() - t0
+  return image, stats
+
+
+def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats) -> np.ndarray:
+  """The pixel array of a METHOD_MODEL file (checked tile by tile where the file has tile
+  checksums, so a damaged or forged tile stops decoding at that tile)."""
   try:
     coder = _TileCoder(model, stats)
     stream_iter = iter(streams)
+    tile_crcs = iter(header.tile_crc32s)
     planes = []
     for kind, value in header.components:
       c = _component_channels(kind)
@@ -558,22 +678,18 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
         continue
       plane = np.empty((header.height, header.width, c), np.uint8)
       for y, x, th, tw in tile_grid(header.height, header.width, header.tile_size):
-        plane[y:y + th, x:x + tw] = coder.decode(stream_iter, th, tw, c)
+        tile = coder.decode(stream_iter, th, tw, c)
+        expected = next(tile_crcs, None)
+        if expected is not None and bitstream.crc32(np.ascontiguousarray(tile).tobytes()) != (
+            expected):
+          raise CodecError(f"{_INTACT_BUT_WRONG} (the tile at x={x}, y={y} fails its "
+                           "checksum)")
+        plane[y:y + th, x:x + tw] = tile
       planes.append(plane)
-    pixels = _assemble(header, planes)
+    return _assemble(header, planes)
   except CodecError:
     raise
   except entropy.StreamError as e:
     raise CodecError(f"{_INTACT_BUT_WRONG} ({e})") from None
   except Exception as e:  # anything else on untrusted input is reported, not raised raw
     raise CodecError(f"corrupt data ({type(e).__name__}: {e})") from None
-  if pixel_crc32(pixels) != header.pixel_crc32:
-    raise CodecError(f"{_INTACT_BUT_WRONG} (decoded pixels fail their checksum)")
-  try:
-    image = images.ImageData(np.ascontiguousarray(pixels), header.mode, header.palette,
-                             header.transparency)
-  except images.ImageError as e:
-    raise CodecError(f"corrupt data ({e})") from None
-  stats.num_subpixels = image.num_subpixels
-  stats.times_s["total"] = time.perf_counter() - t0
-  return image, stats

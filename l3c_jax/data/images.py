@@ -7,6 +7,11 @@ Supported Pillow modes and how `ImageData.pixels` holds them (uint8 always):
   'P'    [H, W] palette indices, with `palette` (raw RGB triples) and `transparency`
          (None, an int index, or per-index alpha bytes, as in Pillow's `info['transparency']`);
   '1'    [H, W] with values 0 / 255 (bilevel, restored as mode '1').
+Metadata (`ImageData.metadata`) is kept as PNG chunks, whatever the input format: from a PNG its
+METADATA_CHUNKS verbatim (ICC profile, EXIF, text, colour space, physical size, time); from other
+formats the ICC profile (iCCP), EXIF (eXIf) and resolution (pHYs) that Pillow reads. `png_bytes`
+writes them back (EXIF orientation included, so a rotated photo shows as it did).
+
 Anything with more than 8 bits per sample (Pillow 'I;16*', 'I', 'F', and 16-bit RGB/RGBA/LA PNGs,
 which Pillow would silently truncate to 8 bits) is refused with `ImageError`, as are modes with
 no lossless 8-bit meaning here ('CMYK', 'YCbCr', 'LAB', 'HSV', 'PA', ...).
@@ -16,6 +21,8 @@ import dataclasses
 import io
 import os
 import re
+import struct
+import zlib
 from typing import BinaryIO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -27,6 +34,14 @@ _DEEP_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;
 _NUM_CHANNELS = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2, "P": 1, "1": 1}
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Ancillary PNG chunks kept as metadata: colour (iCCP, sRGB, gAMA, cHRM, cICP), EXIF, text,
+# physical pixel size and modification time. Others (e.g. sBIT, bKGD, hIST, sPLT, APNG's) describe
+# the pixels in ways this codec re-derives or does not keep.
+METADATA_CHUNKS = (b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"cICP", b"eXIf", b"tEXt", b"zTXt",
+                   b"iTXt", b"pHYs", b"tIME")
+Metadata = Tuple[Tuple[bytes, bytes], ...]
 
 
 class ImageError(ValueError):
@@ -42,11 +57,13 @@ class ImageData:
     mode: one of SUPPORTED_MODES.
     palette: mode 'P' only: raw palette bytes, RGB triples (len a multiple of 3, <= 768).
     transparency: mode 'P' only: None, an int (transparent index) or bytes (alpha per index).
+    metadata: ((PNG chunk type, chunk data), ...) in file order, types from METADATA_CHUNKS.
   """
   pixels: np.ndarray
   mode: str
   palette: Optional[bytes] = None
   transparency: Optional[Union[int, bytes]] = None
+  metadata: Metadata = ()
 
   def __post_init__(self):
     if self.mode not in SUPPORTED_MODES:
@@ -69,6 +86,10 @@ class ImageData:
       raise ImageError("palette / transparency are only meaningful for mode 'P'")
     if self.mode == "1" and not np.all((px == 0) | (px == 255)):
       raise ImageError("mode '1' pixels must be 0 or 255")
+    for record in self.metadata:
+      if (len(record) != 2 or not isinstance(record[0], bytes) or len(record[0]) != 4
+          or not record[0].isalpha() or not isinstance(record[1], bytes)):
+        raise ImageError("metadata must be (4-byte PNG chunk type, bytes) pairs")
 
   @property
   def height(self) -> int:
@@ -160,20 +181,67 @@ def from_array(arr: np.ndarray) -> ImageData:
   return ImageData(np.ascontiguousarray(arr), mode)
 
 
-def read_image(path: PathOrFile) -> ImageData:
+def png_chunks(data: bytes) -> List[Tuple[bytes, bytes]]:
+  """(type, data) of the chunks of PNG file bytes, in order, up to IEND; [] if not a PNG.
+
+  Chunk CRCs are not checked here (Pillow checks them when it decodes the image).
+  """
+  if not data.startswith(PNG_SIGNATURE):
+    return []
+  out, pos = [], len(PNG_SIGNATURE)
+  while pos + 12 <= len(data):
+    size, kind = struct.unpack_from(">I4s", data, pos)
+    if pos + 12 + size > len(data):
+      break
+    out.append((kind, data[pos + 8:pos + 8 + size]))
+    pos += 12 + size
+    if kind == b"IEND":
+      break
+  return out
+
+
+def _metadata(img: Image.Image, raw: bytes) -> Metadata:
+  """The metadata of an opened image as PNG chunks (see the module docstring)."""
+  if img.format == "PNG":
+    return tuple((k, d) for k, d in png_chunks(raw) if k in METADATA_CHUNKS)
+  out = []
+  icc = img.info.get("icc_profile")
+  if icc:  # iCCP: profile name, 0, compression method 0 (zlib), compressed profile
+    out.append((b"iCCP", b"ICC profile\0\0" + zlib.compress(icc, 9)))
+  exif = img.info.get("exif")
+  if exif:  # eXIf holds the TIFF structure without JPEG's "Exif\0\0" prefix
+    out.append((b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else bytes(exif)))
+  dpi = img.info.get("dpi")
+  if dpi and all(isinstance(v, (int, float)) and 0 < v < 1e6 for v in dpi[:2]):
+    out.append((b"pHYs", struct.pack(">IIB", *(round(v / 0.0254) for v in dpi[:2]), 1)))
+  return tuple(out)
+
+
+def read_image(path: PathOrFile, metadata: bool = True) -> ImageData:
   """Reads an image file (any format Pillow reads) into ImageData.
 
+  Args:
+    path: file path or binary file object.
+    metadata: keep the image's metadata (`ImageData.metadata`).
   Raises:
     ImageError: unreadable, unsupported, >8-bit or animated images.
     OSError: the file cannot be opened.
   """
+  if isinstance(path, (str, os.PathLike)):
+    with open(path, "rb") as f:
+      raw = f.read()
+  else:
+    raw = path.read()
   try:
-    img = Image.open(path)
+    img = Image.open(io.BytesIO(raw))
   except (Image.UnidentifiedImageError, Image.DecompressionBombError, SyntaxError,
           ValueError) as e:
     raise ImageError(f"cannot read image: {e}") from None
   with img:
-    return from_pil(img)
+    data = from_pil(img)
+    if metadata:
+      data = dataclasses.replace(data, metadata=_metadata(img, raw))
+    return data
 
 
 def to_rgb(data: ImageData) -> np.ndarray:
@@ -199,15 +267,30 @@ def to_pil(data: ImageData) -> Image.Image:
   return img
 
 
-def png_bytes(data: ImageData) -> bytes:
-  """Lossless PNG encoding of `data` (mode, palette and transparency kept)."""
+def _chunk(kind: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bytes(data: ImageData, compress_level: int = 6, metadata: bool = True) -> bytes:
+  """Lossless PNG encoding of `data` (mode, palette and transparency kept).
+
+  Args:
+    data: the image.
+    compress_level: zlib level 0-9.
+    metadata: write `data.metadata`, as chunks right after IHDR (before PLTE and IDAT, where
+      colour chunks must be; text and EXIF may be anywhere).
+  """
   buf = io.BytesIO()
   img = to_pil(data)
   kwargs = {}
   if data.mode == "P" and data.transparency is not None:
     kwargs["transparency"] = data.transparency
-  img.save(buf, format="PNG", **kwargs)
-  return buf.getvalue()
+  img.save(buf, format="PNG", compress_level=compress_level, **kwargs)
+  out = buf.getvalue()
+  if metadata and data.metadata:
+    ihdr_end = len(PNG_SIGNATURE) + 12 + 13
+    out = out[:ihdr_end] + b"".join(_chunk(k, d) for k, d in data.metadata) + out[ihdr_end:]
+  return out
 
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")

@@ -52,7 +52,7 @@ class ImageResult:
 def _same_image(a: images.ImageData, b: images.ImageData) -> bool:
   return (a.mode == b.mode and a.pixels.shape == b.pixels.shape
           and np.array_equal(a.pixels, b.pixels) and a.palette == b.palette
-          and a.transparency == b.transparency)
+          and a.transparency == b.transparency and a.metadata == b.metadata)
 
 
 class ProgressBar:
@@ -76,7 +76,7 @@ class ProgressBar:
 
 
 def evaluate_image(image: images.ImageData, model, tile_size: int = codec.DEFAULT_TILE_SIZE,
-                   file: str = "") -> ImageResult:
+                   file: str = "", method: str = "model") -> ImageResult:
   """Codes one image for real, checks the round trip and counts its bits.
 
   Args:
@@ -84,12 +84,14 @@ def evaluate_image(image: images.ImageData, model, tile_size: int = codec.DEFAUL
     model: a `model_io.Model`.
     tile_size: codec tile size.
     file: the image's path, recorded in the result.
+    method: `codec.encode`'s method: 'model' (default) measures the model; 'auto' measures what
+      `l3c-jax compress` writes (embedded PNG / WebP streams where smaller).
   Returns:
     ImageResult; `error` says why when the round trip failed.
   """
   res = ImageResult(file=file, height=image.height, width=image.width, mode=image.mode,
                     num_subpixels=image.num_subpixels)
-  data, stats = codec.encode(image, model, tile_size=tile_size, estimate=True)
+  data, stats = codec.encode(image, model, tile_size=tile_size, estimate=True, method=method)
   # The estimate is extra work done only for this report; it is not part of encoding.
   res.encoding_time = stats.times_s["total"] - stats.times_s.get("estimate", 0.0)
   res.num_bytes = len(data)
@@ -127,7 +129,7 @@ def precompile(image: images.ImageData, model, tile_size: int, seen: set) -> Non
   if key in seen:
     return
   seen.add(key)
-  data, _ = codec.encode(image, model, tile_size=tile_size, estimate=True)
+  data, _ = codec.encode(image, model, tile_size=tile_size, estimate=True, method="model")
   codec.decode(data, model)
 
 
@@ -137,7 +139,8 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SIZE,
-             warm_up: bool = True, progress: Optional[TextIO] = sys.stderr) -> dict:
+             warm_up: bool = True, progress: Optional[TextIO] = sys.stderr,
+             method: str = "model") -> dict:
   """Evaluates the codec on files / directories.
 
   Args:
@@ -147,6 +150,7 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
     warm_up: compile for each new image shape before timing it (else the first image of
       each shape includes several seconds of XLA compilation).
     progress: stream for the progress bar (None: silent).
+    method: see `evaluate_image`.
   Returns:
     CompressAI-shaped dict: name, description, results {metric: [mean]}, per_image rows,
     num_images, num_failed, model info.
@@ -163,7 +167,7 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
     else:
       if warm_up:
         precompile(image, model, tile_size, seen)
-      res = evaluate_image(image, model, tile_size, file=path)
+      res = evaluate_image(image, model, tile_size, file=path, method=method)
     rows.append(res)
     note = f"{os.path.basename(path)} {res.bpsp:.3f} bpsp" if res.error is None else (
         f"{os.path.basename(path)} FAILED")
