@@ -12,10 +12,12 @@ which Pillow would silently truncate to 8 bits) is refused with `ImageError`, as
 no lossless 8-bit meaning here ('CMYK', 'YCbCr', 'LAB', 'HSV', 'PA', ...).
 """
 
+import contextlib
 import dataclasses
 import io
 import os
 import re
+import threading
 from typing import BinaryIO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -160,19 +162,52 @@ def from_array(arr: np.ndarray) -> ImageData:
   return ImageData(np.ascontiguousarray(arr), mode)
 
 
+# The largest image the codec takes: the bounds of the `.l3c` header (`coding.bitstream`
+# MAX_SIDE, MAX_PIXELS; this module may not import the coding package, so they are repeated
+# here and tests/test_images.py checks they agree). Pillow's own decompression-bomb limit
+# (89 M pixels: a 3-line warning on stderr; an error above 179 M) is replaced by this one.
+MAX_SIDE = 1 << 20
+MAX_PIXELS = 1 << 31
+_pillow_limit_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _our_pixel_limit():
+  """Pillow's MAX_IMAGE_PIXELS lifted for the calls inside (its check runs in Image.open, and in
+  the load of a few multi-image formats: GIF, ICO, ICNS); our bound is checked on the header's
+  size instead. The setting is process-wide, hence the lock: loader threads take turns only for
+  the open (header parsing), not for decoding the pixels."""
+  with _pillow_limit_lock:
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+      yield
+    finally:
+      Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(img: Image.Image) -> None:
+  w, h = img.size
+  if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+    raise ImageError(f"image of {w}x{h} pixels is too large (at most {MAX_PIXELS} pixels, "
+                     f"{MAX_SIDE} per side)")
+
+
 def read_image(path: PathOrFile) -> ImageData:
   """Reads an image file (any format Pillow reads) into ImageData.
 
   Raises:
-    ImageError: unreadable, unsupported, >8-bit or animated images.
+    ImageError: unreadable, unsupported, >8-bit, animated or too large (`MAX_PIXELS`) images.
     OSError: the file cannot be opened.
   """
   try:
-    img = Image.open(path)
+    with _our_pixel_limit():
+      img = Image.open(path)
   except (Image.UnidentifiedImageError, Image.DecompressionBombError, SyntaxError,
           ValueError) as e:
     raise ImageError(f"cannot read image: {e}") from None
   with img:
+    _check_size(img)
     return from_pil(img)
 
 
@@ -201,13 +236,101 @@ def to_pil(data: ImageData) -> Image.Image:
 
 def png_bytes(data: ImageData) -> bytes:
   """Lossless PNG encoding of `data` (mode, palette and transparency kept)."""
+  return _save(data, "PNG")
+
+
+def _save(data: ImageData, fmt: str) -> bytes:
   buf = io.BytesIO()
   img = to_pil(data)
-  kwargs = {}
+  kwargs = dict(_SAVE_OPTIONS.get(fmt, {}))
   if data.mode == "P" and data.transparency is not None:
     kwargs["transparency"] = data.transparency
-  img.save(buf, format="PNG", **kwargs)
+  img.save(buf, format=fmt, **kwargs)
   return buf.getvalue()
+
+
+# Output formats that store 8-bit pixels exactly, by file extension, with the modes each one
+# gives back exactly when Pillow reads the file again (checked for every pair in
+# tests/test_images.py). Not listed, because Pillow would change the image: WebP of L / LA / 1 / P
+# (read back as RGB / RGBA), TIFF of P (the palette is padded to 256 entries), BMP of RGBA (read
+# back as RGB) and of P with transparency (dropped), Netpbm of anything with alpha or a palette.
+OUTPUT_FORMATS = {
+    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+    ".ppm": "PPM", ".pgm": "PPM", ".pbm": "PPM", ".pnm": "PPM",
+}
+_EXACT_MODES = {
+    "PNG": SUPPORTED_MODES,
+    "WEBP": ("RGB", "RGBA"),
+    "TIFF": ("RGB", "RGBA", "L", "LA", "1"),
+    "BMP": ("RGB", "L", "1", "P"),
+    "PPM": ("RGB", "L", "1"),
+}
+# Netpbm: one mode per specific extension (P6 colour, P5 gray, P4 bilevel); .pnm takes any.
+_NETPBM_MODES = {".ppm": ("RGB",), ".pgm": ("L",), ".pbm": ("1",)}
+_SAVE_OPTIONS = {
+    # exact=True keeps the colour of fully transparent pixels (else libwebp may alter them).
+    "WEBP": {"lossless": True, "quality": 100, "exact": True},
+    "TIFF": {"compression": "tiff_adobe_deflate"},
+}
+# Lossy formats by extension, refused with their own message (the decoded image is exact;
+# writing it as JPEG would not be).
+_LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jp2", ".j2k", ".jxl", ".heic", ".avif",
+                     ".gif")
+
+
+def output_format(path: str) -> str:
+  """The lossless format to write `path` in, from its extension (case-insensitive).
+
+  Returns:
+    a Pillow format name: 'PNG', 'WEBP' (lossless), 'TIFF', 'BMP' or 'PPM' (.ppm/.pgm/.pbm/.pnm);
+    a path without an extension gets 'PNG'.
+  Raises:
+    ImageError: for lossy (.jpg, ...) and unknown extensions (one-line message).
+  """
+  ext = os.path.splitext(os.fspath(path))[1].lower()
+  if not ext:
+    return "PNG"
+  if ext in OUTPUT_FORMATS:
+    return OUTPUT_FORMATS[ext]
+  known = ", ".join(OUTPUT_FORMATS)
+  if ext in _LOSSY_EXTENSIONS:
+    raise ImageError(f"cannot write {ext} exactly (lossy or not supported); "
+                     f"use one of {known}")
+  raise ImageError(f"unknown output extension {ext!r}; use one of {known}")
+
+
+def encode_image_file(image: ImageData, fmt: str, extension: str = "") -> bytes:
+  """Encodes `image` as a file of format `fmt` (from `output_format`) that reads back exactly.
+
+  Args:
+    image: the image.
+    fmt: 'PNG', 'WEBP', 'TIFF', 'BMP' or 'PPM'.
+    extension: the output file's extension (e.g. '.pgm'), for the Netpbm one-mode extensions.
+  Returns:
+    the file's bytes; pixels, mode, palette and transparency read back unchanged.
+  Raises:
+    ImageError: if `fmt` cannot store this image's mode exactly (the message suggests .png).
+  """
+  if fmt not in _EXACT_MODES:
+    raise ImageError(f"unknown output format {fmt!r}")
+  modes = _NETPBM_MODES.get(extension.lower(), _EXACT_MODES[fmt]) if fmt == "PPM" else (
+      _EXACT_MODES[fmt])
+  if image.mode not in modes or (fmt == "BMP" and image.transparency is not None):
+    what = f"{image.mode} image" + (" with transparency" if image.transparency is not None
+                                    else "")
+    raise ImageError(f"{extension or fmt} cannot store a {what} exactly; use .png")
+  if fmt == "PNG":
+    return png_bytes(image)
+  data = _save(image, fmt)
+  # A Pillow or codec-library version may store some case differently: never hand out a file
+  # that does not read back exactly (costs one decode of the written image).
+  back = read_image(io.BytesIO(data))
+  if (back.mode, back.palette, back.transparency) != (image.mode, image.palette,
+                                                      image.transparency) or not np.array_equal(
+                                                          back.pixels, image.pixels):
+    raise ImageError(f"{extension or fmt} did not store this {image.mode} image exactly; "
+                     "use .png")
+  return data
 
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
