@@ -439,7 +439,7 @@ def pixel_crc32(pixels: np.ndarray) -> int:
 
 
 def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
-           estimate: bool = False) -> Tuple[bytes, CodingStats]:
+           estimate: bool = False, progress=None) -> Tuple[bytes, CodingStats]:
   """Compresses an image losslessly.
 
   Args:
@@ -447,6 +447,8 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
     model: a `model_io.Model`.
     tile_size: tile side in pixels, rounded down to a multiple of 2^S (>= 2^S).
     estimate: also compute the model's theoretical bits per scale (a little slower).
+    progress: None or `progress(done, total)`, called with cumulative work units (tiles of
+      coded components) after each one; the last call has done == total.
   Returns:
     (file bytes, CodingStats).
   """
@@ -459,11 +461,17 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
   coder = _TileCoder(model, stats, estimate)
   comps = _components(image)
   streams = []
+  grid = tile_grid(image.height, image.width, tile_size)
+  total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _, _ in comps)
+  done = 0
   for kind, _, plane in comps:
     if kind == bitstream.COMPONENT_CONSTANT:
       continue
-    for y, x, th, tw in tile_grid(image.height, image.width, tile_size):
+    for y, x, th, tw in grid:
       streams.extend(coder.encode(np.ascontiguousarray(plane[y:y + th, x:x + tw])))
+      done += 1
+      if progress is not None:
+        progress(done, total)
   header = bitstream.Header(
       fingerprint=bytes.fromhex(model.fingerprint)[:bitstream.FINGERPRINT_BYTES],
       mode=image.mode, height=image.height, width=image.width, tile_size=tile_size,
@@ -531,8 +539,10 @@ _INTACT_BUT_WRONG = ("the file's checksums are intact but it did not decode: its
                      "the file; or a file altered with its checksums recomputed)")
 
 
-def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
+def decode(data: bytes, model, progress=None) -> Tuple[images.ImageData, CodingStats]:
   """Decompresses a file made by `encode` with the same model.
+
+  `progress`: None or `progress(done, total)`, as for `encode`.
 
   Returns:
     (image, CodingStats).
@@ -551,14 +561,20 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
     coder = _TileCoder(model, stats)
     stream_iter = iter(streams)
     planes = []
+    grid = tile_grid(header.height, header.width, header.tile_size)
+    total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _ in header.components)
+    done = 0
     for kind, value in header.components:
       c = _component_channels(kind)
       if kind == bitstream.COMPONENT_CONSTANT:
         planes.append(np.full((header.height, header.width, 1), value, np.uint8))
         continue
       plane = np.empty((header.height, header.width, c), np.uint8)
-      for y, x, th, tw in tile_grid(header.height, header.width, header.tile_size):
+      for y, x, th, tw in grid:
         plane[y:y + th, x:x + tw] = coder.decode(stream_iter, th, tw, c)
+        done += 1
+        if progress is not None:
+          progress(done, total)
       planes.append(plane)
     pixels = _assemble(header, planes)
   except CodecError:
