@@ -184,7 +184,7 @@ def test_encode_image_file_reads_back_exactly_or_refuses_the_mode(np_rng, ext):
   for mode in _ALL_MODES:
     image = _image_of_mode(np_rng, mode)
     if mode not in _EXACT[ext]:
-      with pytest.raises(ImageError, match="cannot store a .* exactly; use .png"):
+      with pytest.raises(ImageError, match="cannot store .* exactly; use .png"):
         images.encode_image_file(image, fmt, ext)
       continue
     data = images.encode_image_file(image, fmt, ext)

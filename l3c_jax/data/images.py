@@ -1,4 +1,4 @@
-"""Image I/O: the one reader, lister, pad and centre crop; 8-bit modes, PNG writing, tiles.
+"""Image I/O: the one reader, lister, pad and centre crop; 8-bit modes, exact file writing, tiles.
 
 Numpy + Pillow only (no JAX), so this module is usable without a device.
 
@@ -299,6 +299,22 @@ def output_format(path: str) -> str:
   raise ImageError(f"unknown output extension {ext!r}; use one of {known}")
 
 
+def check_storable(fmt: str, mode: str, has_transparency: bool = False,
+                   extension: str = "") -> None:
+  """Raises ImageError unless format `fmt` (file `extension`) stores `mode` images exactly.
+
+  Lets a caller refuse before decoding, from a file header's mode (`encode_image_file` checks
+  the same).
+  """
+  if fmt not in _EXACT_MODES:
+    raise ImageError(f"unknown output format {fmt!r}")
+  modes = _NETPBM_MODES.get(extension.lower(), _EXACT_MODES[fmt]) if fmt == "PPM" else (
+      _EXACT_MODES[fmt])
+  if mode not in modes or (fmt == "BMP" and has_transparency):
+    what = f"{mode} images" + (" with transparency" if has_transparency else "")
+    raise ImageError(f"{extension or fmt} cannot store {what} exactly; use .png")
+
+
 def encode_image_file(image: ImageData, fmt: str, extension: str = "") -> bytes:
   """Encodes `image` as a file of format `fmt` (from `output_format`) that reads back exactly.
 
@@ -311,14 +327,7 @@ def encode_image_file(image: ImageData, fmt: str, extension: str = "") -> bytes:
   Raises:
     ImageError: if `fmt` cannot store this image's mode exactly (the message suggests .png).
   """
-  if fmt not in _EXACT_MODES:
-    raise ImageError(f"unknown output format {fmt!r}")
-  modes = _NETPBM_MODES.get(extension.lower(), _EXACT_MODES[fmt]) if fmt == "PPM" else (
-      _EXACT_MODES[fmt])
-  if image.mode not in modes or (fmt == "BMP" and image.transparency is not None):
-    what = f"{image.mode} image" + (" with transparency" if image.transparency is not None
-                                    else "")
-    raise ImageError(f"{extension or fmt} cannot store a {what} exactly; use .png")
+  check_storable(fmt, image.mode, image.transparency is not None, extension)
   if fmt == "PNG":
     return png_bytes(image)
   data = _save(image, fmt)
