@@ -324,10 +324,10 @@ def _message(e: BaseException) -> str:
 
 
 def _plan_jobs(args, default_name: Callable[[str], str], console: _Console,
-               binary_out: BinaryIO) -> Tuple[List[Tuple[str, str]], int]:
+               binary_in: BinaryIO, binary_out: BinaryIO) -> Tuple[List[Tuple[str, str]], int]:
   """(input, output) pairs that passed the checks, and how many inputs failed them.
 
-  Usage errors (-o with several inputs, '-' without -o, binary data to a terminal) raise; a
+  Usage errors (-o with several inputs, '-' without -o, binary data from / to a terminal) raise; a
   missing input or an output that exists is that input's error, the others go on.
   """
   inputs = args.inputs
@@ -339,6 +339,9 @@ def _plan_jobs(args, default_name: Callable[[str], str], console: _Console,
   if args.output == STDIO and _isatty(binary_out):
     raise CliError("refusing to write binary data to a terminal; redirect standard output or "
                    "use -o FILE")
+  if STDIO in inputs and _isatty(binary_in):  # would wait for typed bytes
+    raise CliError("refusing to read binary data from a terminal; pipe or redirect standard "
+                   "input")
   jobs, failed, planned = [], 0, set()
   for path in inputs:
     output = args.output if args.output is not None else default_name(path)
@@ -402,7 +405,7 @@ def _run_jobs(args, jobs, failed: int, console: _Console, code_one) -> int:
 
 
 def _compress(args, console: _Console, binary_in, binary_out) -> int:
-  jobs, failed = _plan_jobs(args, default_compressed_name, console, binary_out)
+  jobs, failed = _plan_jobs(args, default_compressed_name, console, binary_in, binary_out)
 
   def code_one(model, path, output):
     from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
@@ -434,7 +437,7 @@ def _decompress(args, console: _Console, binary_in, binary_out) -> int:
   from l3c_jax.data import images  # pylint: disable=g-import-not-at-top  # no jax import
   if args.output not in (None, STDIO):
     images.output_format(args.output)  # lossy / unknown extensions: refused before any work
-  jobs, failed = _plan_jobs(args, default_decompressed_name, console, binary_out)
+  jobs, failed = _plan_jobs(args, default_decompressed_name, console, binary_in, binary_out)
 
   def code_one(model, path, output):
     from l3c_jax.coding import bitstream  # pylint: disable=g-import-not-at-top

@@ -39,7 +39,8 @@ def test_sigkilled_writer_leftover_is_removed_by_the_next_write(tmp_path):
   assert len(leftover) == 1 and leftover[0].startswith(".out.l3c.")
   assert f".{proc.pid}@" in leftover[0]  # the owner's pid is in the name
   # A write in progress (this live process's own temporary) must not be touched.
-  live = tmp_path / f".other.{os.getpid()}@{model_io._host_tag()}.abcdefgh{model_io.TEMP_SUFFIX}"  # pylint: disable=protected-access
+  host = model_io._host_tag()  # pylint: disable=protected-access
+  live = tmp_path / f".other.{os.getpid()}@{host}.abcdefgh{model_io.TEMP_SUFFIX}"
   live.write_bytes(b"in progress")
   # Nor a file that merely ends like ours without an owner.
   foreign = tmp_path / f"notes{model_io.TEMP_SUFFIX}"

@@ -110,6 +110,17 @@ def test_cli_checks_arguments_inputs_and_outputs_before_loading_the_model(tmp_pa
   assert rc == 1 and err.count("\n") == 2 and "model was loaded" not in err
 
 
+def test_cli_tile_size_must_fit_the_model(tmp_path, np_rng, tiny_config):
+  # A model with S=4 needs tiles in multiples of 16: refused once its config is known, before
+  # any image is coded (no compiling: parameters from shapes only).
+  s4 = tiny_config.replace(num_scales=4)
+  model_io.save_model(str(tmp_path / "s4"), s4, random_params(s4))
+  _png(tmp_path / "a.png", np_rng)
+  _assert_one_line_error(*run("compress", tmp_path / "a.png", "--tile_size", "72", "--model",
+                              tmp_path / "s4")[::2], "not a multiple of this model's 16")
+  assert not (tmp_path / "a.png.l3c").exists()
+
+
 def test_cli_codes_several_inputs_each_to_its_own_name_and_continues_past_failures(
     tmp_path, np_rng, model_dir):
   arrays = {n: _png(tmp_path / n, np_rng) for n in ("a.png", "b.png")}
@@ -152,7 +163,11 @@ def test_cli_standard_input_and_output(tmp_path, np_rng, model_dir):
   err = io.StringIO()
   rc = cli.main(["compress", str(src), "-o", "-"], out=io.StringIO(), err=err,
                 binary_out=_Terminal())
-  assert rc == 1 and "terminal" in err.getvalue() and err.getvalue().count("\n") == 1
+  assert rc == 1 and "to a terminal" in err.getvalue() and err.getvalue().count("\n") == 1
+  err = io.StringIO()  # nor read from one (it would wait for typed bytes)
+  rc = cli.main(["decompress", "-", "-o", str(tmp_path / "x.png")], out=io.StringIO(), err=err,
+                binary_in=_Terminal())
+  assert rc == 1 and "from a terminal" in err.getvalue() and err.getvalue().count("\n") == 1
 
 
 @pytest.mark.parametrize("ext,mode", [(".webp", "RGB"), (".tif", "L"), (".bmp", "RGB"),
