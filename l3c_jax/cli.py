@@ -55,6 +55,10 @@ class CliError(Exception):
   """A user-facing error (printed as one line)."""
 
 
+class _UsageError(Exception):
+  """A usage error found after parsing (exit status 2, like argparse's)."""
+
+
 class _Parser(argparse.ArgumentParser):
   """argparse with one-line usage errors (`l3c-jax: error: ...`, exit status 2)."""
 
@@ -239,8 +243,8 @@ def _isatty(stream) -> bool:
 
 
 class _Console:
-  """Where the user-facing output goes: results on `out` (stderr when `out` carries the data),
-  notes and progress on `err`; errors always, the rest unless quiet."""
+  """Where the user-facing output goes: result lines on `out` (on `err` when standard output
+  carries the coded data), notes and progress on `err`; errors always, the rest unless quiet."""
 
   def __init__(self, out, err, quiet: bool):
     self.out, self.err, self.quiet = out, err, quiet
@@ -362,10 +366,6 @@ def _plan_jobs(args, default_name: Callable[[str], str], console: _Console,
       console.error(e)
       failed += 1
   return jobs, failed
-
-
-class _UsageError(Exception):
-  """A usage error found after parsing (exit status 2, like argparse's)."""
 
 
 def _read_input(path: str, binary_in: BinaryIO) -> bytes:
