@@ -7,6 +7,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
+from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
 from l3c_jax.data import images
 from l3c_jax.model_io import Model, load_default_model
@@ -15,14 +16,35 @@ ImageLike = Union[np.ndarray, Image.Image, images.ImageData, str, os.PathLike]
 
 
 def to_image_data(image: ImageLike) -> images.ImageData:
-  """Accepts a uint8 array (HxW, HxWx{1,2,3,4}), a Pillow image, ImageData or a file path."""
+  """Accepts a uint8 array (HxW, HxWx{1,2,3,4}), a Pillow image, ImageData or a file path.
+
+  Raises:
+    ImageError: for anything else, whatever it is (wrong dtype or shape, empty, object arrays,
+      a path that is missing, a directory, not an image or truncated): the one error type a
+      caller has to catch for a bad image.
+  """
   if isinstance(image, images.ImageData):
     return image
   if isinstance(image, Image.Image):
     return images.from_pil(image)
   if isinstance(image, (str, os.PathLike)):
-    return images.read_image(image)
-  return images.from_array(np.asarray(image))
+    try:
+      return images.read_image(image)
+    except OSError as e:  # missing, a directory, unreadable
+      raise images.ImageError(f"cannot read {os.fspath(image)}: {e.strerror or e}") from None
+  try:
+    arr = np.asarray(image)
+  except Exception as e:  # pylint: disable=broad-except  # ragged lists, objects numpy rejects
+    raise images.ImageError(f"cannot interpret {type(image).__name__} as an image array "
+                            f"({e})") from None
+  return images.from_array(arr)
+
+
+def _check_data(data) -> bytes:
+  """`data` as bytes; CodecError for anything that is not bytes-like."""
+  if isinstance(data, (bytes, bytearray, memoryview)):
+    return bytes(data)
+  raise bitstream.CodecError(f"expected the bytes of an .l3c file, got {type(data).__name__}")
 
 
 def compress(image: ImageLike, model: Optional[Model] = None,
@@ -42,12 +64,14 @@ def compress(image: ImageLike, model: Optional[Model] = None,
   Returns:
     The compressed file contents.
   Raises:
-    ImageError: unsupported image (e.g. 16-bit); ModelError: no default model shipped.
+    ImageError: for every input that is not a supported image (e.g. 16-bit, float, empty,
+      5 channels, a missing or truncated file; see `to_image_data`); ModelError: no default
+      model shipped.
   """
-  model = model if model is not None else load_default_model()
-  data = to_image_data(image)
+  data = to_image_data(image)  # a bad image fails before the model is loaded
   if not metadata:
     data = dataclasses.replace(data, metadata=())
+  model = model if model is not None else load_default_model()
   encoded, _ = codec.encode(data, model, tile_size=tile_size, method=method)
   return encoded
 
@@ -56,8 +80,10 @@ def decompress_image(data: bytes, model: Optional[Model] = None) -> images.Image
   """Decompresses `.l3c` bytes to ImageData (pixels, mode, palette, transparency).
 
   Raises:
-    CodecError: for any file that cannot be decoded exactly (one-line message).
+    CodecError: for any input that cannot be decoded exactly, bytes or not (one-line
+      message); ModelError: no default model shipped.
   """
+  data = _check_data(data)
   model = model if model is not None else load_default_model()
   image, _ = codec.decode(data, model)
   return image

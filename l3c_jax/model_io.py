@@ -17,6 +17,8 @@ import functools
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 from typing import Any, Mapping, Optional
 
@@ -147,12 +149,72 @@ def random_model(config, seed: int = 0, broad_heads: bool = True) -> Model:
   return Model(config=config, params=jax.tree_util.tree_map(jnp.asarray, params))
 
 
+# Temporary files of `atomic_write`: ".<name>.<pid>@<host>.<random>.l3c-tmp" in the target's
+# directory. The pid and a hash of the host name say who owns one, so a later write can tell a
+# leftover of a killed process (SIGKILL / power loss between writing and renaming, which no
+# cleanup handler sees) from a write in progress, and remove only the former.
+TEMP_SUFFIX = ".l3c-tmp"
+_TEMP_RE = re.compile(r"^\..*\.(?P<pid>\d+)@(?P<host>[0-9a-f]{8})\.[^.]+" + re.escape(TEMP_SUFFIX)
+                      + "$")
+_MAX_TEMP_STEM_CHARS = 100  # keeps temp names under NAME_MAX (255) for long target names
+
+
+def _host_tag() -> str:
+  return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by another user
+    return True
+  except OverflowError:  # not a pid this system can have
+    return False
+  return True
+
+
+def remove_stale_temps(directory: str) -> list:
+  """Removes `atomic_write` temporaries in `directory` left by dead processes of this host.
+
+  Temporaries of live processes (writes in progress) and of other hosts (a shared file system)
+  are kept; a pid reused by a live process keeps its leftover until that process ends.
+
+  Returns:
+    the removed file names.
+  """
+  host, removed = _host_tag(), []
+  try:
+    entries = list(os.scandir(directory))
+  except OSError:
+    return removed
+  for entry in entries:
+    if not entry.name.endswith(TEMP_SUFFIX):
+      continue
+    m = _TEMP_RE.match(entry.name)
+    if m is None or m.group("host") != host or _pid_alive(int(m.group("pid"))):
+      continue
+    try:
+      os.unlink(entry.path)
+      removed.append(entry.name)
+    except OSError:  # removed by another writer meanwhile, or not ours to remove
+      pass
+  return removed
+
+
 def atomic_write(path: str, data: bytes) -> None:
   """Writes `data` to `path` via a temporary file in the same directory and os.replace, so
-  readers see the old file or the complete new one, never a partial file."""
+  readers see the old file or the complete new one, never a partial file.
+
+  The temporary's name says which process owns it (see TEMP_SUFFIX); leftovers of dead
+  processes in the directory are removed first.
+  """
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                             dir=directory)
+  remove_stale_temps(directory)
+  stem = os.path.basename(path)[:_MAX_TEMP_STEM_CHARS]
+  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}@{_host_tag()}.",
+                             suffix=TEMP_SUFFIX, dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)

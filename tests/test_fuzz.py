@@ -128,7 +128,7 @@ def test_fuzz_cli_reports_one_line_and_exit_1(model, originals, tmp_path, tiny_c
     path = tmp_path / f"m{trial}.l3c"
     path.write_bytes(_mutate(data, gen))
     err = io.StringIO()
-    rc = cli.main(["decompress", str(path), str(tmp_path / f"m{trial}.png"), "--model",
+    rc = cli.main(["decompress", str(path), "-o", str(tmp_path / f"m{trial}.png"), "--model",
                    str(model_dir)], out=io.StringIO(), err=err)
     assert rc == 1 and err.getvalue().startswith("l3c-jax: error: ")
     assert err.getvalue().count("\n") == 1

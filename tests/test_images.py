@@ -148,3 +148,80 @@ def test_list_images_recursive_walks_sub_directories_in_natural_order(tmp_path):
   got = [os.path.relpath(p, tmp_path) for p in images.list_images(tmp_path, recursive=True)]
   assert got == ["a.png", "b/2.JPEG", "b/10.jpg", "b/c/1.webp"]
   assert [os.path.basename(p) for p in images.list_images(tmp_path)] == ["a.png"]
+
+
+def _image_of_mode(np_rng, mode: str) -> images.ImageData:
+  """A small random image of `mode`; 'P+index' / 'P+alpha': palette with a transparent index /
+  per-index alpha."""
+  shape = (5, 7)
+  if mode in ("RGB", "RGBA", "LA"):
+    return images.ImageData(np_rng.integers(0, 256, shape + ({"RGB": 3, "RGBA": 4, "LA": 2}[
+        mode],)).astype(np.uint8), mode)
+  if mode == "L":
+    return images.ImageData(np_rng.integers(0, 256, shape).astype(np.uint8), "L")
+  if mode == "1":
+    return images.ImageData((np_rng.integers(0, 2, shape) * 255).astype(np.uint8), "1")
+  pal = bytes(np_rng.integers(0, 256, 30).astype(np.uint8))
+  trans = {"P": None, "P+index": 3, "P+alpha": bytes(range(0, 250, 25))}[mode]
+  return images.ImageData(np_rng.integers(0, 10, shape).astype(np.uint8), "P", pal, trans)
+
+
+_ALL_MODES = ("RGB", "RGBA", "L", "LA", "1", "P", "P+index", "P+alpha")
+# What each output extension stores exactly (every other pair must be refused).
+_EXACT = {
+    ".png": _ALL_MODES,
+    ".webp": ("RGB", "RGBA"),
+    ".tif": ("RGB", "RGBA", "L", "LA", "1"),
+    ".tiff": ("RGB", "RGBA", "L", "LA", "1"),
+    ".bmp": ("RGB", "L", "1", "P"),
+    ".ppm": ("RGB",), ".pgm": ("L",), ".pbm": ("1",), ".pnm": ("RGB", "L", "1"),
+}
+
+
+@pytest.mark.parametrize("ext", sorted(_EXACT))
+def test_encode_image_file_reads_back_exactly_or_refuses_the_mode(np_rng, ext):
+  fmt = images.output_format("out" + ext.upper())  # extensions are case-insensitive
+  for mode in _ALL_MODES:
+    image = _image_of_mode(np_rng, mode)
+    if mode not in _EXACT[ext]:
+      with pytest.raises(ImageError, match="cannot store .* exactly; use .png"):
+        images.encode_image_file(image, fmt, ext)
+      continue
+    data = images.encode_image_file(image, fmt, ext)
+    with Image.open(io.BytesIO(data)) as img:
+      assert img.format == fmt, (ext, mode)
+    back = images.read_image(io.BytesIO(data))
+    assert (back.mode, back.transparency) == (image.mode, image.transparency), (ext, mode)
+    assert back.palette == image.palette or back.palette[:len(image.palette)] == image.palette
+    np.testing.assert_array_equal(back.pixels, image.pixels, err_msg=f"{ext} {mode}")
+  assert images.encode_image_file(image, "PNG") == images.png_bytes(image)
+
+
+def test_output_format_refuses_lossy_and_unknown_extensions():
+  assert images.output_format("a") == "PNG" and images.output_format("a.b/c.Webp") == "WEBP"
+  for name in ("a.jpg", "a.JPEG", "a.gif", "a.jxl"):
+    with pytest.raises(ImageError, match="lossy"):
+      images.output_format(name)
+  with pytest.raises(ImageError, match="unknown output extension '.xyz'"):
+    images.output_format("a.xyz")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+  """A PNG that declares width x height but holds (almost) no pixel data."""
+  return (b"\x89PNG\r\n\x1a\n"
+          + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+          + _png_chunk(b"IDAT", zlib.compress(b"\0" * 10)) + _png_chunk(b"IEND", b""))
+
+
+def test_large_images_are_bounded_by_our_limit_not_pillows(recwarn):
+  from l3c_jax.coding import bitstream  # pylint: disable=import-outside-toplevel
+  assert (images.MAX_SIDE, images.MAX_PIXELS) == (bitstream.MAX_SIDE, bitstream.MAX_PIXELS)
+  # 144 M pixels: above Pillow's warning limit (89 M), below ours: no warning, only the
+  # truncation of this header-only file.
+  with pytest.raises(ImageError, match="truncated"):
+    images.read_image(io.BytesIO(_png_header_only(12000, 12000)))
+  assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+  assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's setting is restored for others
+  for w, h in ((50000, 50000), (images.MAX_SIDE + 1, 1)):
+    with pytest.raises(ImageError, match=f"image of {w}x{h} pixels is too large"):
+      images.read_image(io.BytesIO(_png_header_only(w, h)))

@@ -14,7 +14,7 @@ from PIL import Image
 
 from l3c_jax.models import L3CConfig
 from l3c_jax.train import step as step_lib
-from l3c_jax.train.checkpoint import Checkpointer
+from l3c_jax.train.checkpoint import CheckpointError, Checkpointer
 from l3c_jax.train.config import ExperimentConfig, TrainConfig
 
 import launchers
@@ -104,16 +104,57 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
   out = loop.train_and_evaluate(config, work, data, data)
   assert out["step"] == 3 and np.isfinite(out["val_bpsp"])
   assert "Starting a new run" in capsys.readouterr().out
-  # Second run with a larger budget resumes at step 3 and continues to 5.
+  # The newest checkpoint (3) is corrupt (a bad disk): the second run, with a larger budget,
+  # resumes from the one before (2), with one warning line, data position following it, and
+  # continues to 5. (One run tests both resuming and the fallback: each run compiles.)
+  assert sorted(os.listdir(os.path.join(work, "checkpoints")), key=int) == ["2", "3"]
+  _corrupt(os.path.join(work, "checkpoints", "3"))
   config2 = ExperimentConfig(model=TINY, train=TrainConfig(**{**tcfg.to_dict(), "num_steps": 5}))
   out2 = loop.train_and_evaluate(config2, work, data, None)
   assert out2["step"] == 5
-  text = capsys.readouterr().out
-  assert "Resuming from step 3" in text and "data position 3" in text
+  captured = capsys.readouterr()
+  text = captured.out
+  assert "Resuming from step 2" in text and "data position 2" in text
+  warning = [line for line in captured.err.splitlines() if "does not restore" in line]
+  assert len(warning) == 1 and "checkpoint 3 " in warning[0], captured.err
+  assert "Traceback" not in captured.err + captured.out
+  assert os.listdir(os.path.join(work, "checkpoints_broken")) == ["3"]
   records = [json.loads(l) for l in open(os.path.join(work, "metrics.jsonl"))]
   steps = [r["step"] for r in records if "bpsp" in r]
-  assert steps == [1, 2, 3, 4, 5]
+  assert steps == [1, 2, 3, 3, 4, 5]  # step 3 again: trained anew from checkpoint 2
   assert os.path.exists(os.path.join(work, "model", "config.json"))
+
+
+def _corrupt(directory):
+  """Overwrites every file of a checkpoint's state with zeros (sizes kept: a bad disk)."""
+  for path in glob.glob(os.path.join(directory, "state", "**", "*"), recursive=True):
+    if os.path.isfile(path):
+      size = os.path.getsize(path)
+      with open(path, "wb") as f:
+        f.write(b"\0" * size)
+
+
+def test_checkpointer_restores_the_newest_intact_checkpoint(tmp_path):
+  state = {"w": np.arange(4, dtype=np.float32)}
+  ck = Checkpointer(str(tmp_path), max_to_keep=3)
+  for step in (1, 2, 3):
+    ck.save(step, {"w": state["w"] + step}, {"data_position": step})
+  warnings = []
+  assert ck.restore_newest_intact(state, warn=warnings.append)[2] == 3 and not warnings
+  _corrupt(tmp_path / "checkpoints" / "3")
+  restored, meta, step = ck.restore_newest_intact(state, warn=warnings.append)
+  assert step == 2 and meta["data_position"] == 2
+  np.testing.assert_array_equal(restored["w"], state["w"] + 2)
+  assert len(warnings) == 1 and "checkpoint 3 " in warnings[0] and "\n" not in warnings[0]
+  assert ck.latest_step() == 2 and os.listdir(tmp_path / "checkpoints_broken") == ["3"]
+  ck.save(3, {"w": state["w"] + 3}, {"data_position": 3})  # the step number is free again
+  for step in ("1", "2", "3"):
+    _corrupt(tmp_path / "checkpoints" / step)
+  with pytest.raises(CheckpointError, match="no checkpoint in .* restores"):
+    ck.restore_newest_intact(state, warn=warnings.append)
+  ck.close()
+  # Nothing restores: nothing is moved, so a rerun does not silently start a new run.
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1", "2", "3"]
 
 
 def test_training_refuses_other_model_in_same_workdir(tmp_path):

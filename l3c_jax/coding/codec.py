@@ -448,7 +448,8 @@ def _is_few_colour(image: images.ImageData) -> bool:
 
 
 def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
-           estimate: bool = False, method: str = "auto") -> Tuple[bytes, CodingStats]:
+           estimate: bool = False, method: str = "auto", progress=None
+           ) -> Tuple[bytes, CodingStats]:
   """Compresses an image losslessly.
 
   Args:
@@ -460,6 +461,8 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
       'auto': the smallest of the model and PNG (zlib level 9), so a file is never larger than
       the image's PNG plus the container; few-colour images (palette, bilevel, RGB(A) with at
       most FEW_COLORS colours) are not run through the model but try PNG and WebP.
+    progress: None or `progress(done, total)`, called with cumulative work units (tiles of
+      coded components) after each one; the last call has done == total.
   Returns:
     (file bytes, CodingStats).
   Raises:
@@ -485,13 +488,16 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
                for name in names if name != "model"]
     if "model" in names:
       stats = CodingStats(num_subpixels=image.num_subpixels)
-      candidates.append((_encode_model(image, model, tile_size, estimate, stats), stats))
+      candidates.append((_encode_model(image, model, tile_size, estimate, stats, progress),
+                         stats))
     for name, future in pending:
       if future.result() is not None:
         candidates.append(future.result())
   for data, stats in candidates:
     stats.file_bits = 8 * len(data)
     stats.header_bits = stats.file_bits - int(sum(stats.actual_bits.values()))
+  if progress is not None and "model" not in names:
+    progress(1, 1)
   if not candidates:
     raise CodecError(f"method {method} cannot hold this image (a palette image whose colours "
                      "do not identify its indices)")
@@ -527,21 +533,25 @@ def _image_header(image, model, method, tile_size, components, tile_crcs) -> bit
 
 
 def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool,
-                  stats: CodingStats) -> bytes:
-  """The file of `image` coded with the (exact) model."""
+                  stats: CodingStats, progress=None) -> bytes:
+  """The file of `image` coded with the (exact) model (`progress` as for `encode`)."""
   cfg = model.config
   factor = cfg.padding_factor
   tile_size = max(factor, (int(tile_size) // factor) * factor)
   coder = _TileCoder(model, stats, estimate)
   comps = _components(image)
   streams, tile_crcs = [], []
+  grid = tile_grid(image.height, image.width, tile_size)
+  total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _, _ in comps)
   for kind, _, plane in comps:
     if kind == bitstream.COMPONENT_CONSTANT:
       continue
-    for y, x, th, tw in tile_grid(image.height, image.width, tile_size):
+    for y, x, th, tw in grid:
       tile = np.ascontiguousarray(plane[y:y + th, x:x + tw])
       tile_crcs.append(bitstream.crc32(tile.tobytes()))
       streams.extend(coder.encode(tile))
+      if progress is not None:
+        progress(len(tile_crcs), total)
   header = _image_header(image, model, bitstream.METHOD_MODEL, tile_size,
                          [(k, v) for k, v, _ in comps], tile_crcs)
   return bitstream.pack(header, streams)
@@ -615,13 +625,14 @@ _INTACT_BUT_WRONG = ("the file's checksums are intact but it did not decode: its
                      "the file; or a file altered with its checksums recomputed)")
 
 
-def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
+def decode(data: bytes, model, progress=None) -> Tuple[images.ImageData, CodingStats]:
   """Decompresses a file made by `encode` with the same model.
 
   Args:
     data: the file's bytes.
     model: the `model_io.Model` that encoded it (files holding an embedded PNG / WebP stream
       decode without it: None is enough for them).
+    progress: None or `progress(done, total)` as for `encode`.
   Returns:
     (image, CodingStats); the image carries the file's metadata.
   Raises:
@@ -639,12 +650,14 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
       raise CodecError("this file was coded with a model; give the model that encoded it")
     model = model.exact
     _validate(header, model.config, model.fingerprint)
-    pixels = _decode_model(header, streams, model, stats)
+    pixels = _decode_model(header, streams, model, stats, progress)
   else:
     name = bitstream.METHOD_NAMES[header.method]
     with _Clock(stats.times_s)(name):
       pixels = embedded.decode(header, streams[0])
     stats.actual_bits[name] = 8 * len(streams[0])
+    if progress is not None:
+      progress(1, 1)
   pixels = np.ascontiguousarray(pixels)
   if header.version == 2:  # format 2: the CRC covers the pixel bytes alone
     crc = bitstream.crc32(pixels.tobytes())
@@ -663,13 +676,17 @@ def decode(data: bytes, model) -> Tuple[images.ImageData, CodingStats]:
   return image, stats
 
 
-def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats) -> np.ndarray:
+def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats,
+                  progress=None) -> np.ndarray:
   """The pixel array of a METHOD_MODEL file (checked tile by tile where the file has tile
   checksums, so a damaged or forged tile stops decoding at that tile)."""
   try:
     coder = _TileCoder(model, stats)
     stream_iter = iter(streams)
     tile_crcs = iter(header.tile_crc32s)
+    grid = tile_grid(header.height, header.width, header.tile_size)
+    total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _ in header.components)
+    done = 0
     planes = []
     for kind, value in header.components:
       c = _component_channels(kind)
@@ -677,7 +694,7 @@ def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats) 
         planes.append(np.full((header.height, header.width, 1), value, np.uint8))
         continue
       plane = np.empty((header.height, header.width, c), np.uint8)
-      for y, x, th, tw in tile_grid(header.height, header.width, header.tile_size):
+      for y, x, th, tw in grid:
         tile = coder.decode(stream_iter, th, tw, c)
         expected = next(tile_crcs, None)
         if expected is not None and bitstream.crc32(np.ascontiguousarray(tile).tobytes()) != (
@@ -685,6 +702,9 @@ def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats) 
           raise CodecError(f"{_INTACT_BUT_WRONG} (the tile at x={x}, y={y} fails its "
                            "checksum)")
         plane[y:y + th, x:x + tw] = tile
+        done += 1
+        if progress is not None:
+          progress(done, total)
       planes.append(plane)
     return _assemble(header, planes)
   except CodecError:

@@ -21,7 +21,6 @@ work thus stay proportional to the file.
 """
 
 import io
-import warnings
 from typing import Optional
 
 import numpy as np
@@ -131,9 +130,9 @@ def decode(header: bitstream.Header, data: bytes) -> np.ndarray:
   channels = 4 if header.mode in ("RGBA", "LA") else 3
   fmt = _FORMATS[header.method]
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with images.lifted_pillow_pixel_limit():  # bounded above by MAX_EXPANSION instead
       img = Image.open(io.BytesIO(data), formats=[fmt])
+    with img:
       if img.size != (header.width, header.height):
         raise CodecError(f"corrupt data (embedded {fmt} of {img.size[0]}x{img.size[1]} pixels, "
                          f"header says {header.width}x{header.height})")

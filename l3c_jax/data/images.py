@@ -1,4 +1,4 @@
-"""Image I/O: the one reader, lister, pad and centre crop; 8-bit modes, PNG writing, tiles.
+"""Image I/O: the one reader, lister, pad and centre crop; 8-bit modes, exact file writing, tiles.
 
 Numpy + Pillow only (no JAX), so this module is usable without a device.
 
@@ -17,11 +17,13 @@ which Pillow would silently truncate to 8 bits) is refused with `ImageError`, as
 no lossless 8-bit meaning here ('CMYK', 'YCbCr', 'LAB', 'HSV', 'PA', ...).
 """
 
+import contextlib
 import dataclasses
 import io
 import os
 import re
 import struct
+import threading
 import zlib
 from typing import BinaryIO, List, Optional, Sequence, Tuple, Union
 
@@ -181,6 +183,37 @@ def from_array(arr: np.ndarray) -> ImageData:
   return ImageData(np.ascontiguousarray(arr), mode)
 
 
+# The largest image the codec takes: the bounds of the `.l3c` header (`coding.bitstream`
+# MAX_SIDE, MAX_PIXELS; this module may not import the coding package, so they are repeated
+# here and tests/test_images.py checks they agree). Pillow's own decompression-bomb limit
+# (89 M pixels: a 3-line warning on stderr; an error above 179 M) is replaced by this one.
+MAX_SIDE = 1 << 20
+MAX_PIXELS = 1 << 31
+_pillow_limit_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def lifted_pillow_pixel_limit():
+  """Pillow's MAX_IMAGE_PIXELS lifted for the calls inside (its check runs in Image.open, and in
+  the load of a few multi-image formats: GIF, ICO, ICNS); our bound is checked on the header's
+  size instead. The setting is process-wide, hence the lock: loader threads take turns only for
+  the open (header parsing), not for decoding the pixels."""
+  with _pillow_limit_lock:
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+      yield
+    finally:
+      Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_size(img: Image.Image) -> None:
+  w, h = img.size
+  if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+    raise ImageError(f"image of {w}x{h} pixels is too large (at most {MAX_PIXELS} pixels, "
+                     f"{MAX_SIDE} per side)")
+
+
 def png_chunks(data: bytes) -> List[Tuple[bytes, bytes]]:
   """(type, data) of the chunks of PNG file bytes, in order, up to IEND; [] if not a PNG.
 
@@ -224,7 +257,7 @@ def read_image(path: PathOrFile, metadata: bool = True) -> ImageData:
     path: file path or binary file object.
     metadata: keep the image's metadata (`ImageData.metadata`).
   Raises:
-    ImageError: unreadable, unsupported, >8-bit or animated images.
+    ImageError: unreadable, unsupported, >8-bit, animated or too large (`MAX_PIXELS`) images.
     OSError: the file cannot be opened.
   """
   if isinstance(path, (str, os.PathLike)):
@@ -233,11 +266,13 @@ def read_image(path: PathOrFile, metadata: bool = True) -> ImageData:
   else:
     raw = path.read()
   try:
-    img = Image.open(io.BytesIO(raw))
+    with lifted_pillow_pixel_limit():
+      img = Image.open(io.BytesIO(raw))
   except (Image.UnidentifiedImageError, Image.DecompressionBombError, SyntaxError,
           ValueError) as e:
     raise ImageError(f"cannot read image: {e}") from None
   with img:
+    _check_size(img)
     data = from_pil(img)
     if metadata:
       data = dataclasses.replace(data, metadata=_metadata(img, raw))
@@ -280,17 +315,132 @@ def png_bytes(data: ImageData, compress_level: int = 6, metadata: bool = True) -
     metadata: write `data.metadata`, as chunks right after IHDR (before PLTE and IDAT, where
       colour chunks must be; text and EXIF may be anywhere).
   """
-  buf = io.BytesIO()
-  img = to_pil(data)
-  kwargs = {}
-  if data.mode == "P" and data.transparency is not None:
-    kwargs["transparency"] = data.transparency
-  img.save(buf, format="PNG", compress_level=compress_level, **kwargs)
-  out = buf.getvalue()
+  out = _save(data, "PNG", compress_level=compress_level)
   if metadata and data.metadata:
     ihdr_end = len(PNG_SIGNATURE) + 12 + 13
     out = out[:ihdr_end] + b"".join(_chunk(k, d) for k, d in data.metadata) + out[ihdr_end:]
   return out
+
+
+def _save(data: ImageData, fmt: str, **options) -> bytes:
+  buf = io.BytesIO()
+  img = to_pil(data)
+  kwargs = dict(_SAVE_OPTIONS.get(fmt, {}))
+  if data.mode == "P" and data.transparency is not None:
+    kwargs["transparency"] = data.transparency
+  img.save(buf, format=fmt, **{**kwargs, **options})
+  return buf.getvalue()
+
+
+# Output formats that store 8-bit pixels exactly, by file extension, with the modes each one
+# gives back exactly when Pillow reads the file again (checked for every pair in
+# tests/test_images.py). Not listed, because Pillow would change the image: WebP of L / LA / 1 / P
+# (read back as RGB / RGBA), TIFF of P (the palette is padded to 256 entries), BMP of RGBA (read
+# back as RGB) and of P with transparency (dropped), Netpbm of anything with alpha or a palette.
+OUTPUT_FORMATS = {
+    ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+    ".ppm": "PPM", ".pgm": "PPM", ".pbm": "PPM", ".pnm": "PPM",
+}
+_EXACT_MODES = {
+    "PNG": SUPPORTED_MODES,
+    "WEBP": ("RGB", "RGBA"),
+    "TIFF": ("RGB", "RGBA", "L", "LA", "1"),
+    "BMP": ("RGB", "L", "1", "P"),
+    "PPM": ("RGB", "L", "1"),
+}
+# Netpbm: one mode per specific extension (P6 colour, P5 gray, P4 bilevel); .pnm takes any.
+_NETPBM_MODES = {".ppm": ("RGB",), ".pgm": ("L",), ".pbm": ("1",)}
+_SAVE_OPTIONS = {
+    # exact=True keeps the colour of fully transparent pixels (else libwebp may alter them).
+    "WEBP": {"lossless": True, "quality": 100, "exact": True},
+    "TIFF": {"compression": "tiff_adobe_deflate"},
+}
+# Lossy formats by extension, refused with their own message (the decoded image is exact;
+# writing it as JPEG would not be).
+_LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jp2", ".j2k", ".jxl", ".heic", ".avif",
+                     ".gif")
+
+
+def output_format(path: str) -> str:
+  """The lossless format to write `path` in, from its extension (case-insensitive).
+
+  Returns:
+    a Pillow format name: 'PNG', 'WEBP' (lossless), 'TIFF', 'BMP' or 'PPM' (.ppm/.pgm/.pbm/.pnm);
+    a path without an extension gets 'PNG'.
+  Raises:
+    ImageError: for lossy (.jpg, ...) and unknown extensions (one-line message).
+  """
+  ext = os.path.splitext(os.fspath(path))[1].lower()
+  if not ext:
+    return "PNG"
+  if ext in OUTPUT_FORMATS:
+    return OUTPUT_FORMATS[ext]
+  known = ", ".join(OUTPUT_FORMATS)
+  if ext in _LOSSY_EXTENSIONS:
+    raise ImageError(f"cannot write {ext} exactly (lossy or not supported); "
+                     f"use one of {known}")
+  raise ImageError(f"unknown output extension {ext!r}; use one of {known}")
+
+
+def check_storable(fmt: str, mode: str, has_transparency: bool = False,
+                   extension: str = "") -> None:
+  """Raises ImageError unless format `fmt` (file `extension`) stores `mode` images exactly.
+
+  Lets a caller refuse before decoding, from a file header's mode (`encode_image_file` checks
+  the same).
+  """
+  if fmt not in _EXACT_MODES:
+    raise ImageError(f"unknown output format {fmt!r}")
+  modes = _NETPBM_MODES.get(extension.lower(), _EXACT_MODES[fmt]) if fmt == "PPM" else (
+      _EXACT_MODES[fmt])
+  if mode not in modes or (fmt == "BMP" and has_transparency):
+    what = f"{mode} images" + (" with transparency" if has_transparency else "")
+    raise ImageError(f"{extension or fmt} cannot store {what} exactly; use .png")
+
+
+def _icc_and_exif(metadata: Metadata) -> dict:
+  """Pillow save options for the ICC profile and EXIF among PNG-chunk metadata."""
+  options = {}
+  for kind, body in metadata:
+    if kind == b"iCCP" and b"\0" in body[:80]:
+      try:  # profile name, NUL, compression method, zlib data
+        options["icc_profile"] = zlib.decompress(body[body.index(b"\0") + 2:])
+      except zlib.error:
+        pass
+    elif kind == b"eXIf":
+      options["exif"] = b"Exif\0\0" + body
+  return options
+
+
+def encode_image_file(image: ImageData, fmt: str, extension: str = "",
+                      metadata: bool = True) -> bytes:
+  """Encodes `image` as a file of format `fmt` (from `output_format`) that reads back exactly.
+
+  Args:
+    image: the image.
+    fmt: 'PNG', 'WEBP', 'TIFF', 'BMP' or 'PPM'.
+    extension: the output file's extension (e.g. '.pgm'), for the Netpbm one-mode extensions.
+    metadata: write `image.metadata`: every chunk into a PNG; the ICC profile and EXIF into WebP
+      and TIFF; none into BMP and Netpbm, which have no place for them.
+  Returns:
+    the file's bytes; pixels, mode, palette and transparency read back unchanged.
+  Raises:
+    ImageError: if `fmt` cannot store this image's mode exactly (the message suggests .png).
+  """
+  check_storable(fmt, image.mode, image.transparency is not None, extension)
+  if fmt == "PNG":
+    return png_bytes(image, metadata=metadata)
+  options = _icc_and_exif(image.metadata) if metadata and fmt in ("WEBP", "TIFF") else {}
+  data = _save(image, fmt, **options)
+  # A Pillow or codec-library version may store some case differently: never hand out a file
+  # that does not read back exactly (costs one decode of the written image).
+  back = read_image(io.BytesIO(data))
+  if (back.mode, back.palette, back.transparency) != (image.mode, image.palette,
+                                                      image.transparency) or not np.array_equal(
+                                                          back.pixels, image.pixels):
+    raise ImageError(f"{extension or fmt} did not store this {image.mode} image exactly; "
+                     "use .png")
+  return data
 
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pnm", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")

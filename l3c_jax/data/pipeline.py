@@ -187,6 +187,13 @@ class CropLoader:
     self._executor = (concurrent.futures.ThreadPoolExecutor(num_workers, thread_name_prefix='crops')
                       if num_workers > 0 else None)
 
+  def seek(self, batch_index: int) -> None:
+    """Makes batch `batch_index` the next one (a resume that fell back to an older checkpoint
+    than the loader was made for). Only before the first batch is taken."""
+    if self._pending or self._next_submit != self.position:
+      raise DataError('CropLoader.seek after batches were requested')
+    self.position = self._next_submit = int(batch_index)
+
   # -- deterministic plan ----------------------------------------------------------------------
 
   def _permutation(self, epoch: int) -> np.ndarray:

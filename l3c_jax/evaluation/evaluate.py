@@ -13,9 +13,7 @@ The `l3c-jax eval` JSON is shaped like CompressAI's `compressai.utils.eval_model
 import dataclasses
 import json
 import os
-import sys
-import time
-from typing import Dict, Iterable, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -53,26 +51,6 @@ def _same_image(a: images.ImageData, b: images.ImageData) -> bool:
   return (a.mode == b.mode and a.pixels.shape == b.pixels.shape
           and np.array_equal(a.pixels, b.pixels) and a.palette == b.palette
           and a.transparency == b.transparency and a.metadata == b.metadata)
-
-
-class ProgressBar:
-  """A dependency-free one-line progress bar on a text stream."""
-
-  def __init__(self, total: int, stream: Optional[TextIO] = None, width: int = 30):
-    self.total, self.stream, self.width = total, stream, width
-    self.t0 = time.perf_counter()
-
-  def update(self, done: int, note: str = ""):
-    if self.stream is None:
-      return
-    frac = done / max(1, self.total)
-    bar = "#" * int(round(frac * self.width))
-    elapsed = time.perf_counter() - self.t0
-    self.stream.write(f"\r[{bar:<{self.width}}] {done}/{self.total} {elapsed:6.1f}s {note}"
-                      .ljust(100)[:100])
-    if done >= self.total:
-      self.stream.write("\n")
-    self.stream.flush()
 
 
 def evaluate_image(image: images.ImageData, model, tile_size: int = codec.DEFAULT_TILE_SIZE,
@@ -139,7 +117,8 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SIZE,
-             warm_up: bool = True, progress: Optional[TextIO] = sys.stderr,
+             warm_up: bool = True,
+             progress: Optional[Callable[[int, int, str], None]] = None,
              method: str = "model") -> dict:
   """Evaluates the codec on files / directories.
 
@@ -149,16 +128,15 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
     tile_size: codec tile size.
     warm_up: compile for each new image shape before timing it (else the first image of
       each shape includes several seconds of XLA compilation).
-    progress: stream for the progress bar (None: silent).
+    progress: None, or called as progress(done, total, note) after each image, note saying
+      its name and bpsp (the command line draws its progress bar or lines from it).
     method: see `evaluate_image`.
   Returns:
     CompressAI-shaped dict: name, description, results {metric: [mean]}, per_image rows,
     num_images, num_failed, model info.
   """
   files = images.list_images(paths)
-  bar = ProgressBar(len(files), progress)
   rows, seen = [], set()
-  bar.update(0)
   for i, path in enumerate(files):
     try:
       image = images.read_image(path)
@@ -171,7 +149,8 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
     rows.append(res)
     note = f"{os.path.basename(path)} {res.bpsp:.3f} bpsp" if res.error is None else (
         f"{os.path.basename(path)} FAILED")
-    bar.update(i + 1, note)
+    if progress is not None:
+      progress(i + 1, len(files), note)
   ok = [r for r in rows if r.roundtrip_ok]
   results = {
       "bpsp": [_mean(r.bpsp for r in ok)],

@@ -1,10 +1,21 @@
 """Orbax checkpoints of the TrainState plus a JSON record (config, data position, timing)."""
 
 import os
-from typing import Any, Optional, Tuple
+import time
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a run can be restored (one-line message)."""
+
+
+def _one_line(e: BaseException, max_chars: int = 200) -> str:
+  text = " ".join(str(e).split()) or type(e).__name__
+  text = f"{type(e).__name__}: {text}"
+  return text if len(text) <= max_chars else text[:max_chars - 3] + "..."
 
 
 class Checkpointer:
@@ -37,6 +48,49 @@ class Checkpointer:
     r = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return r["state"], r["meta"]
+
+  def restore_newest_intact(self, target: Any, warn: Callable[[str], None]
+                            ) -> Tuple[Any, dict, int]:
+    """Restores the newest checkpoint that restores, newest first.
+
+    Checkpoints newer than the one restored that fail (corrupt or truncated files: a disk
+    error, a copy cut short) are moved to WORKDIR/checkpoints_broken/STEP, kept for inspection
+    but out of the way of the step numbers the resumed run will write again, and `warn` gets one
+    line naming each. Without this, one bad newest checkpoint blocked every resume although
+    older ones were intact. When none restores, nothing is moved (a rerun must not start over
+    silently).
+
+    Returns:
+      (state, meta, step).
+    Raises:
+      CheckpointError: no checkpoint restores (one line naming the newest one's error).
+    """
+    broken = []
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        state, meta = self.restore(target, step)
+      except Exception as e:  # pylint: disable=broad-except  # whatever the files do to orbax
+        broken.append((step, _one_line(e)))
+        continue
+      for bad, reason in broken:
+        moved = self._set_aside(bad)
+        warn(f"warning: checkpoint {bad} in {self.directory} does not restore ({reason}); "
+             f"moved to {moved}; resuming from checkpoint {step}")
+      return state, meta, step
+    if not broken:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    raise CheckpointError(f"no checkpoint in {self.directory} restores (newest, step "
+                          f"{broken[0][0]}: {broken[0][1]})")
+
+  def _set_aside(self, step: int) -> str:
+    broken = os.path.join(os.path.dirname(self.directory), "checkpoints_broken")
+    os.makedirs(broken, exist_ok=True)
+    dst = os.path.join(broken, str(step))
+    if os.path.exists(dst):  # an earlier one of the same step
+      dst = f"{dst}.{int(time.time())}"
+    os.rename(os.path.join(self.directory, str(step)), dst)
+    self._manager.reload()  # forget the step
+    return dst
 
   def close(self):
     self._manager.close()

@@ -19,7 +19,7 @@ from l3c_jax.models import families
 from l3c_jax.models import plan as plan_lib
 from l3c_jax.models.families import count_params
 from l3c_jax.train import step as step_lib
-from l3c_jax.train.checkpoint import Checkpointer
+from l3c_jax.train.checkpoint import CheckpointError, Checkpointer
 from l3c_jax.train.config import ExperimentConfig
 
 
@@ -29,6 +29,10 @@ class TrainError(RuntimeError):
 
 def _log(msg: str) -> None:
   print(msg, flush=True)
+
+
+def _warn(msg: str) -> None:
+  print(msg, file=sys.stderr, flush=True)
 
 
 class MetricsWriter:
@@ -146,7 +150,12 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
          f"from {tcfg.init_from}")
   elapsed = 0.0
   if start_step:
-    state, meta = ckpt.restore(state)
+    try:
+      state, meta, restored = ckpt.restore_newest_intact(state, warn=_warn)
+    except CheckpointError as e:
+      raise TrainError(str(e)) from None
+    if restored != start_step:  # fell back past broken checkpoints: data from there, too
+      loader.seek(restored)
     elapsed = float(meta.get("train_seconds", 0.0))
     _log(f"Resuming from step {int(state.step)} in {ckpt.directory} "
          f"(data position {meta.get('data_position')}, {elapsed / 3600:.2f} h trained)")
