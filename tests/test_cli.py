@@ -341,3 +341,40 @@ def test_cli_eval_writes_compressai_style_json(tmp_path, np_rng, model_dir):
   assert rows[1]["num_subpixels"] == 7 * 9  # grayscale: one sub-pixel per pixel
   assert report["results"]["bpsp"][0] == pytest.approx(np.mean([r["bpsp"] for r in rows]))
   assert "bpsp" in out
+
+
+def test_cli_keeps_metadata_and_strips_it_on_request(tmp_path, np_rng, model_dir):
+  from PIL import ImageCms, PngImagePlugin  # pylint: disable=g-import-not-at-top
+  icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+  info = PngImagePlugin.PngInfo()
+  info.add_text("Title", "kept")
+  src = tmp_path / "meta.png"
+  Image.fromarray(np_rng.integers(0, 256, (9, 7, 3)).astype(np.uint8)).save(
+      src, pnginfo=info, icc_profile=icc)
+  assert run("compress", src, "-o", tmp_path / "m.l3c", "--model", model_dir)[0] == 0
+  assert run("decompress", tmp_path / "m.l3c", "-o", tmp_path / "m.png", "--model",
+             model_dir)[0] == 0
+  back = Image.open(tmp_path / "m.png")
+  assert back.info["icc_profile"] == icc and back.text == {"Title": "kept"}
+  assert run("decompress", tmp_path / "m.l3c", "-o", tmp_path / "m.webp", "--model",
+             model_dir)[0] == 0
+  assert Image.open(tmp_path / "m.webp").info["icc_profile"] == icc
+  assert run("decompress", tmp_path / "m.l3c", "-o", tmp_path / "s.png", "--model", model_dir,
+             "--strip_metadata")[0] == 0
+  assert "icc_profile" not in Image.open(tmp_path / "s.png").info
+  assert run("compress", src, "-o", tmp_path / "s.l3c", "--model", model_dir,
+             "--strip_metadata")[0] == 0
+  assert run("decompress", tmp_path / "s.l3c", "-o", tmp_path / "s2.png", "--model",
+             model_dir)[0] == 0
+  assert Image.open(tmp_path / "s2.png").text == {}
+
+
+def test_cli_says_when_an_embedded_stream_was_stored(tmp_path, model_dir):
+  src = tmp_path / "pal.png"
+  Image.fromarray((np.arange(64 * 48) % 5).reshape(48, 64).astype(np.uint8) * 40).convert(
+      "P").save(src)
+  rc, out, _ = run("compress", src, "--model", model_dir)
+  assert rc == 0 and "(stored as " in out
+  rc, out, _ = run("compress", src, "-o", tmp_path / "m.l3c", "--model", model_dir, "--method",
+                   "model")
+  assert rc == 0 and "stored as" not in out
