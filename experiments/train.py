@@ -33,6 +33,8 @@ def main(argv):
     return 0
   if FLAGS.multihost:
     jax.distributed.initialize()
+  from l3c_jax import compile_cache  # pylint: disable=g-import-not-at-top
+  compile_cache.enable()  # shared with the CLI's; L3C_JAX_CACHE_DIR=off disables it
   if not FLAGS.workdir or not FLAGS.data_dir:
     print("train.py: error: --workdir and --data_dir are required (or use --dry_run)",
           file=sys.stderr)

@@ -25,7 +25,7 @@ errors). A progress bar (stderr, only when it is a terminal, after 2 s) follows 
 tiles and the images of `eval`; off a terminal `eval` prints one plain line per image; -q prints
 nothing but errors. Backend log noise (jax's "a GPU / TPU may be present" warnings, absl, XLA's
 C++ logs) is silenced in the command line only. Compiled XLA code is cached on disk between runs
-(see `_enable_compilation_cache`; L3C_JAX_CACHE_DIR=off disables).
+(`l3c_jax.compile_cache`, shared with training; L3C_JAX_CACHE_DIR=off disables).
 """
 
 import argparse
@@ -524,30 +524,6 @@ def _eval(args, console: _Console, binary_in, binary_out) -> int:
   return 1 if report["num_failed"] else 0
 
 
-def _enable_compilation_cache() -> None:
-  """Persistent XLA compilation cache, so repeated runs skip most of the ~2 s of compiling.
-
-  Directory: $L3C_JAX_CACHE_DIR, else $XDG_CACHE_HOME/l3c-jax/xla (~/.cache/l3c-jax/xla);
-  L3C_JAX_CACHE_DIR=off disables it. A cached executable is the compiled code itself, so
-  coding results are identical with or without it.
-  """
-  path = os.environ.get("L3C_JAX_CACHE_DIR")
-  if path is None:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "l3c-jax", "xla")
-  if not path or path == "off":
-    return
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.config.jax_compilation_cache_dir:  # the user configured one
-    return
-  try:
-    os.makedirs(path, exist_ok=True)
-  except OSError:
-    return
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-
-
 def silence_backend_noise() -> None:
   """Keeps library log chatter off a command-line user's stderr.
 
@@ -587,7 +563,8 @@ def main(argv: Optional[List[str]] = None, out=None, err=None,
   commands = {"compress": _compress, "decompress": _decompress, "eval": _eval}
   try:
     silence_backend_noise()
-    _enable_compilation_cache()
+    from l3c_jax import compile_cache  # pylint: disable=g-import-not-at-top
+    compile_cache.enable()
     return commands[args.command](args, console, binary_in, binary_out)
   except KeyboardInterrupt:
     err.write(f"{PROG}: interrupted\n")

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,31 @@ def test_train_step_loss_drops_on_repeated_batch(exact):
     assert np.isfinite(float(m["grad_norm"]))
   assert losses[-1] < 0.7 * losses[0], losses
   assert int(state.step) == 8
+
+
+def test_a_non_finite_step_is_skipped_on_the_device():
+  """A NaN loss (here: a NaN quantizer sigma) or an infinite update leaves parameters and
+  optimizer state exactly as they were, and says so in `nonfinite`; finite steps apply."""
+  tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
+  state = step_lib.create_train_state(TINY, tx, jax.random.key(0))
+  f = jax.jit(lambda s, x, sigma: step_lib.train_step(s, x, TINY, tx, None, sigma))
+  x = _batch()
+  sigma = jnp.float32(TINY.soft_sigma)
+  new, m = f(state, x, jnp.float32(jnp.nan))
+  assert float(m["nonfinite"]) == 1.0 and int(new.step) == 1
+  for a, b in zip(jax.tree_util.tree_leaves((state.params, state.opt_state)),
+                  jax.tree_util.tree_leaves((new.params, new.opt_state))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  new, m = f(state, x, sigma)
+  assert float(m["nonfinite"]) == 0.0
+  assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+      jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(new.params)))
+  # An infinite learning rate: the loss is finite, the update is not; skipped as well.
+  tx_inf = step_lib.make_optimizer(TrainConfig(learning_rate=float("inf")), 100)
+  state = step_lib.create_train_state(TINY, tx_inf, jax.random.key(0))
+  new, m = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx_inf))(state, x)
+  assert float(m["nonfinite"]) == 1.0
+  assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree_util.tree_leaves(new.params))
 
 
 def test_learning_rate_schedule_is_l3c_staircase():
@@ -103,7 +129,9 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
   work = str(tmp_path / "work")
   out = loop.train_and_evaluate(config, work, data, data)
   assert out["step"] == 3 and np.isfinite(out["val_bpsp"])
-  assert "Starting a new run" in capsys.readouterr().out
+  text = capsys.readouterr().out
+  assert "Starting a new run" in text
+  assert re.search(r"time to first step: [0-9.]+ s", text), text
   # The newest checkpoint (3) is corrupt (a bad disk): the second run, with a larger budget,
   # resumes from the one before (2), with one warning line, data position following it, and
   # continues to 5. (One run tests both resuming and the fallback: each run compiles.)
@@ -222,3 +250,24 @@ def test_adam_option_matches_optax_adam_and_unknown_optimizer_fails():
   np.testing.assert_allclose(np.asarray(upd["w"]), np.asarray(ref["w"]), rtol=1e-6)
   with pytest.raises(ValueError, match="unknown optimizer"):
     step_lib.make_optimizer(TrainConfig(optimizer="sgd"), 10)
+
+
+def test_warns_loudly_when_an_accelerator_plugin_is_installed_but_jax_runs_on_the_cpu(
+    monkeypatch, capsys):
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  real = metadata.version
+
+  def fake_version(name):
+    if name == "jax-cuda12-plugin":
+      return "0.10.2"
+    if name in loop._ACCELERATOR_PACKAGES:
+      raise metadata.PackageNotFoundError(name)
+    return real(name)
+
+  loop._warn_if_accelerator_unused()
+  assert capsys.readouterr().err == ""  # none installed here
+  monkeypatch.setattr(metadata, "version", fake_version)
+  loop._warn_if_accelerator_unused()
+  err = capsys.readouterr().err
+  assert err.startswith("WARNING: jax-cuda12-plugin installed but JAX runs on the CPU")

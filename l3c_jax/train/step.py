@@ -134,12 +134,21 @@ def train_step(state: TrainState, x: jax.Array, cfg,
   scale_weights ([S]) and soft_sigma (scalar) are optional array hyper-parameters, so sweeps can
   give every member its own (see train/ensemble.py); the learning-rate scale lives in opt_state.
   """
-  (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params, x, cfg, scale_weights, soft_sigma)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(metrics)
-  metrics["grad_norm"] = optax.tree.norm(grads)
+  grad_norm = optax.tree.norm(grads)
+  metrics["grad_norm"] = grad_norm
+  # A non-finite loss or gradient leaves parameters and optimizer state as they were (checked
+  # here, on the device, so the loop never waits for the host and never holds, let alone
+  # checkpoints, a non-finite state); `nonfinite` counts such steps for the loop to report.
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(optax.tree.norm(updates))
+  keep = lambda new, old: jnp.where(finite, new, old)
+  params = jax.tree_util.tree_map(keep, params, state.params)
+  opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
+  metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
