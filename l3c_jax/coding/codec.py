@@ -51,6 +51,10 @@ from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
+# The encoder codes HEAD steps from the symbols' intervals (`_Encoding.head_symbols`), which
+# gives the same bytes as whole tables; False builds whole tables like the decoder (for
+# experiments/check_portable.py's per-stage digests, and tests comparing the two).
+ENCODE_FROM_INTERVALS = True
 
 
 @dataclasses.dataclass
@@ -161,15 +165,12 @@ def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.
   return jnp.asarray(x_prev)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def _integer_params(head: jax.Array, coupled: bool) -> jax.Array:
-  """Exact head parameters (`fixed_point.snap_mixture`) -> the same values in the integer
-  units of `coding.exact_tables` (logit16, mean64, ls32 and, coupled, coeff16): products of
-  values on those grids with powers of two, so exact. [..., P C K] float32 -> same shape."""
-  grids = [fixed_point.LOGIT_FRAC_BITS, fixed_point.MEAN_FRAC_BITS,
-           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_FRAC_BITS] if coupled else [])
-  per = head.shape[-1] // len(grids)
-  return head * np.repeat(np.exp2(np.asarray(grids, np.float32)), per)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _head_rows(head: jax.Array, coupled: bool, chunk: int) -> jax.Array:
+  """Snapped head params [1, h, w, P C K] -> rows [n_pad, P C K] in the integer units of
+  `coding.exact_tables` (`exact_tables.head_units`), zero-padded to a multiple of chunk: one
+  jitted call per step instead of two."""
+  return tables.to_rows(exact_tables.head_units(head, coupled), chunk)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 4))
@@ -179,7 +180,13 @@ def _estimate_bits(config, step: plan_lib.Step, head, values, num_channels: int)
 
 
 class _Encoding:
-  """The encoder's side of a tile: the symbols are known, substreams are written."""
+  """The encoder's side of a tile: the symbols are known, substreams are written.
+
+  HEAD steps are coded from each symbol's interval in its table (`exact_tables.*_intervals`,
+  two table edges per symbol instead of A + 1, in one jitted call per step) with 3-entry tables
+  that the range coder turns into the same bytes as the whole tables
+  (`tables.interval_tables`); the decoder, which needs whole tables, builds them as before.
+  """
 
   def __init__(self, coder: "_TileCoder", targets):
     self.coder = coder
@@ -194,6 +201,26 @@ class _Encoding:
       column = flat.reshape(-1) if channel is None else flat[:, channel]
       per_row = flat.shape[1] if channel is None else 1
       self.streams.append(self.coder.write(step.group, column, table_iter, per_row))
+    return symbols
+
+  def head_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int) -> jax.Array:
+    """Writes a HEAD step's symbols (one substream per pixel channel, or one for a latent's
+    C_q channels in (position, channel) order); returns them [1, h, w, C'] int32."""
+    symbols = self.targets[step.name][0]
+    coder = self.coder
+    with coder.clock("tables"):
+      if step.alphabet == plan_lib.LATENT:
+        left, freq = exact_tables.latent_intervals(head, symbols, coder.config)
+        columns = [(left, freq)]
+        num_bins = coder.config.num_levels
+      else:
+        left, freq = exact_tables.pixel_intervals(head, symbols, num_channels, coder.config)
+        columns = [(left[:, c], freq[:, c]) for c in range(num_channels)]
+        num_bins = 256
+    for left, freq in columns:
+      with coder.clock("tables"):
+        coded, table = tables.interval_tables(left, freq, num_bins)
+      self.streams.append(coder.write(step.group, coded, [(0, table)], 1))
     return symbols
 
 
@@ -276,7 +303,11 @@ class _TileCoder:
           jax.block_until_ready(head)
         shape = head.shape[1:3] + (c,)
         table_iters = functools.partial(self._tables, step, head)
-      symbols = side.symbols(step, table_iters, shape)
+      if (head is not None and isinstance(side, _Encoding) and ENCODE_FROM_INTERVALS
+          and self._intervals_ok(step)):
+        symbols = side.head_symbols(step, head, c)
+      else:
+        symbols = side.symbols(step, table_iters, shape)
       values = self.family.values(cfg, step, symbols)
       if self.estimate:
         self._estimate(step, head, symbols, values, c)
@@ -289,17 +320,20 @@ class _TileCoder:
     conditioned on channels < c of `flat` (the decoder fills them in as it goes)."""
     n = head.shape[1] * head.shape[2]
     with self.clock("tables"):
-      head = _integer_params(head, step.alphabet == plan_lib.PIXEL)
       if step.alphabet == plan_lib.LATENT:
-        rows = tables.to_rows(head, tables.latent_chunk_positions(n, self.config))
+        rows = _head_rows(head, False, tables.latent_chunk_positions(n, self.config))
         return [(exact_tables.latent_tables(rows, n, self.config), None)]
-      rows = tables.to_rows(head, tables.chunk_rows_for(n))
+      rows = _head_rows(head, True, tables.chunk_rows_for(n))
 
     def channel_tables(c):
       x_prev = _x_prev_rows(flat, c, rows.shape[0])
       return exact_tables.pixel_tables(rows, x_prev, n, c, self.config)
 
     return ((_Lazy(channel_tables, c), c) for c in range(flat.shape[1]))
+
+  def _intervals_ok(self, step: plan_lib.Step) -> bool:
+    """Interval tables need alphabets of >= 3 symbols (pixels: 256; latents: L)."""
+    return step.alphabet == plan_lib.PIXEL or self.config.num_levels >= 3
 
   def _uniform_table(self, n: int, num_levels: int) -> np.ndarray:
     with self.clock("tables"):
