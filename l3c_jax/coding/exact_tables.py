@@ -490,6 +490,38 @@ def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, ch
     yield start, np.asarray(table)[:min(chunk, num_rows - start)]
 
 
+@functools.partial(jax.jit, static_argnames=("channel", "num_mixtures"))
+def _pixel_chunk_params(head_rows, x_prev_chunk, start, exp_table, inv_m, inv_e, coeff_table, *,
+                        channel, num_mixtures):
+  """`_pixel_params` with the chunk's x_prev rows given [chunk, 3] instead of sliced from the
+  whole array (same ops on the same values, so the same integers)."""
+  chunk = x_prev_chunk.shape[0]
+  head = _exact_int(jax.lax.dynamic_slice_in_dim(head_rows, start, chunk, axis=0))
+  p = head.reshape(chunk, 4, 3, num_mixtures)
+  mean64 = _coupled_mean64(p[:, 1], p[:, 3], _exact_int(x_prev_chunk), coeff_table, channel)
+  return _row_params(p[:, 0, channel], mean64, p[:, 2, channel], exp_table, inv_m, inv_e)
+
+
+def pixel_table_chunk(head_rows: jax.Array, x_prev_chunk: np.ndarray, start: int, channel: int,
+                      config: L3CConfig) -> jax.Array:
+  """The table of one chunk of one pixel channel, dispatched asynchronously (a device array).
+
+  Args:
+    head_rows: as for `pixel_tables`.
+    x_prev_chunk: [chunk, 3] float32 pixel values of rows start..start+chunk-1 (channels <
+      `channel` coded, the others 0), so the chunk's table can be computed as soon as the same
+      rows of the earlier channels are decoded (the decoder pipelines channels this way).
+    start: the chunk's first row.
+  Returns:
+    [chunk, 256] float32 (rows beyond the valid ones are padding).
+  """
+  t = _device_tables()
+  return _table(_pixel_chunk_params(
+      head_rows, x_prev_chunk, np.int32(start), t["EXP_TABLE"], t["INV_SCALE_M"],
+      t["INV_SCALE_E"], t["COEFF_TABLE"], channel=channel,
+      num_mixtures=config.num_mixtures), 256)
+
+
 def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
                   ) -> Iterator[Tuple[int, np.ndarray]]:
   """Tables of one latent scale, chunk by chunk (chunks, padding and prefetch of
