@@ -127,7 +127,7 @@ def _megapixel_table(spec, label, photo, sizes, repeats, json_path) -> int:
   for name in sizes:
     w, h = MP_SIZES[name]
     pixels = _mirror_tiled(photo, w, h)
-    mp = w * h / 1e6
+    megapixels = w * h / 1e6
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_mp_worker, args=(spec, pixels, repeats, queue))
@@ -138,12 +138,13 @@ def _megapixel_table(spec, label, photo, sizes, repeats, json_path) -> int:
       raise RuntimeError(r["error"])
     med = {k: statistics.median(x[k] for x in r["rows"]) for k in r["rows"][0]}
     jxl_enc, jxl_dec, jxl_bpsp = _jpegxl_times(pixels, repeats)
-    row = {"megapixels": mp, "size": f"{w}x{h}", **med, "enc_s_per_mp": med["enc_s"] / mp,
-           "dec_s_per_mp": med["dec_s"] / mp, "peak_rss_mb": r["peak_rss_mb"],
-           "jpegxl_e7_bpsp": jxl_bpsp, "jpegxl_e7_enc_s_per_mp": jxl_enc / mp,
-           "jpegxl_e7_dec_s_per_mp": jxl_dec / mp, "load_average": os.getloadavg()[0]}
+    row = {"megapixels": megapixels, "size": f"{w}x{h}", **med,
+           "enc_s_per_mp": med["enc_s"] / megapixels, "dec_s_per_mp": med["dec_s"] / megapixels,
+           "peak_rss_mb": r["peak_rss_mb"], "jpegxl_e7_bpsp": jxl_bpsp,
+           "jpegxl_e7_enc_s_per_mp": jxl_enc / megapixels,
+           "jpegxl_e7_dec_s_per_mp": jxl_dec / megapixels, "load_average": os.getloadavg()[0]}
     results.append(row)
-    print(f"{mp:>5.2f}{row['size']:>11}{med['bpsp']:>7.3f}{med['enc_s']:>8.2f}"
+    print(f"{megapixels:>5.2f}{row['size']:>11}{med['bpsp']:>7.3f}{med['enc_s']:>8.2f}"
           f"{row['enc_s_per_mp']:>7.2f}{med['dec_s']:>8.2f}{row['dec_s_per_mp']:>7.2f}"
           f"{med['enc_cpu_s']:>6.1f}/{med['dec_cpu_s']:<5.1f}{r['peak_rss_mb']:>8.0f} | "
           f"{jxl_bpsp:>11.3f}{row['jpegxl_e7_enc_s_per_mp']:>9.3f}"
