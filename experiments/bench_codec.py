@@ -3,6 +3,7 @@ and peak RSS, for 512x512 and 768x512 Kodak crops, with the paper config and the
 
   python experiments/bench_codec.py [--data_dir ../shared/data/kodak] [--model DIR]
       [--images kodim01.png,kodim23.png] [--repeats 3] [--configs paper,default] [--json PATH]
+  python experiments/bench_codec.py --megapixels 0.26,1,4,12 [--mp_repeats 1] [--mp_image kodim23.png]
 
 Each (model, crop size) runs in a fresh process, so its peak RSS is its own (JAX runtime,
 compiled code, model, activations and tables; compilation happens in a warm-up round that is
@@ -38,6 +39,8 @@ from l3c_jax.data import images
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "..", "shared", "data", "kodak")
 SIZES = ((512, 512), (768, 512))  # (width, height)
+MP_SIZES = {"0.26": (512, 512), "1": (1024, 1024), "4": (2048, 2048),
+            "12": (4000, 3000)}  # megapixels -> (width, height)
 
 
 def _crop(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -45,6 +48,118 @@ def _crop(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
   if pixels.shape[0] > pixels.shape[1]:
     pixels = pixels.transpose(1, 0, 2)
   return np.ascontiguousarray(images.center_crop(pixels, (height, width)))
+
+
+def _mirror_tiled(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+  """An [height, width, 3] image from a photo: its centre crop if it is large enough, else the
+  photo mirror-tiled (reflections at every edge, np.pad 'symmetric')."""
+  if pixels.shape[0] > pixels.shape[1]:
+    pixels = pixels.transpose(1, 0, 2)
+  if height <= pixels.shape[0] and width <= pixels.shape[1]:
+    return _crop(pixels, width, height)
+  reps = ((0, max(0, height - pixels.shape[0])), (0, max(0, width - pixels.shape[1])), (0, 0))
+  return np.ascontiguousarray(np.pad(pixels, reps, mode="symmetric")[:height, :width])
+
+
+def _warmup_size(height: int, width: int, tile_size: int):
+  """(h, w) of the smallest image whose tiles have every tile shape of a height x width one."""
+  def side(n):
+    return min(n, tile_size) + (n % tile_size if n > tile_size and n % tile_size else 0)
+  return side(height), side(width)
+
+
+def _mp_worker(spec: dict, pixels, repeats: int, queue):
+  """Fresh process: warm up on the tile shapes of `pixels`, then time encode / decode."""
+  try:
+    from l3c_jax.coding import codec  # pylint: disable=g-import-not-at-top
+    model = _build_model(spec)
+    h, w = _warmup_size(pixels.shape[0], pixels.shape[1], codec.DEFAULT_TILE_SIZE)
+    warm = images.ImageData(np.ascontiguousarray(pixels[:h, :w]), "RGB")
+    data, _ = codec.encode(warm, model)
+    codec.decode(data, model)
+    image = images.ImageData(pixels, "RGB")
+    rows = []
+    for _ in range(repeats):
+      c0 = _cpu_seconds()
+      t0 = time.perf_counter()
+      data, est = codec.encode(image, model)
+      t1 = time.perf_counter()
+      c1 = _cpu_seconds()
+      back, _ = codec.decode(data, model)
+      t2 = time.perf_counter()
+      c2 = _cpu_seconds()
+      assert np.array_equal(back.pixels, pixels), "round trip failed"
+      rows.append({"bpsp": est.bpsp, "enc_s": t1 - t0, "dec_s": t2 - t1, "enc_cpu_s": c1 - c0,
+                   "dec_cpu_s": c2 - c1})
+    queue.put({"rows": rows,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+  except Exception as e:  # pylint: disable=broad-except
+    queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def _jpegxl_times(pixels, repeats: int):
+  """Median encode / decode seconds and bpsp of JPEG XL lossless, effort 7, 2 threads."""
+  from l3c_jax.evaluation import classical  # pylint: disable=g-import-not-at-top
+  ic = classical.import_imagecodecs()
+  enc, dec = [], []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    data = ic.jpegxl_encode(pixels, lossless=True, effort=7, usecontainer=False, numthreads=2)
+    enc.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    back = ic.jpegxl_decode(data, numthreads=2)
+    dec.append(time.perf_counter() - t0)
+    assert np.array_equal(back, pixels), "JPEG XL round trip failed"
+  return statistics.median(enc), statistics.median(dec), 8 * len(data) / pixels.size
+
+
+def _megapixel_table(spec, label, photo, sizes, repeats, json_path) -> int:
+  """Seconds per megapixel at each size, beside JPEG XL e7 (see the module doc)."""
+  load = os.getloadavg()
+  print(f"# bench_codec --megapixels: {label}, mirror-tiled photo, {repeats} repeat(s), "
+        f"medians; load average {load[0]:.2f} at start on {os.cpu_count()} CPUs")
+  header = (f"{'MP':>5}{'size':>11}{'bpsp':>7}{'enc s':>8}{'s/MP':>7}{'dec s':>8}{'s/MP':>7}"
+            f"{'cpu e/d':>12}{'RSS MB':>8} | {'JXL e7 bpsp':>11}{'enc s/MP':>9}{'dec s/MP':>9}"
+            f"{'load':>6}")
+  print(header)
+  print("-" * len(header))
+  results = []
+  for name in sizes:
+    w, h = MP_SIZES[name]
+    pixels = _mirror_tiled(photo, w, h)
+    megapixels = w * h / 1e6
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_mp_worker, args=(spec, pixels, repeats, queue))
+    proc.start()
+    r = queue.get()
+    proc.join()
+    if "error" in r:
+      raise RuntimeError(r["error"])
+    med = {k: statistics.median(x[k] for x in r["rows"]) for k in r["rows"][0]}
+    jxl_enc, jxl_dec, jxl_bpsp = _jpegxl_times(pixels, repeats)
+    row = {"megapixels": megapixels, "size": f"{w}x{h}", **med,
+           "enc_s_per_mp": med["enc_s"] / megapixels, "dec_s_per_mp": med["dec_s"] / megapixels,
+           "peak_rss_mb": r["peak_rss_mb"], "jpegxl_e7_bpsp": jxl_bpsp,
+           "jpegxl_e7_enc_s_per_mp": jxl_enc / megapixels,
+           "jpegxl_e7_dec_s_per_mp": jxl_dec / megapixels, "load_average": os.getloadavg()[0]}
+    results.append(row)
+    print(f"{megapixels:>5.2f}{row['size']:>11}{med['bpsp']:>7.3f}{med['enc_s']:>8.2f}"
+          f"{row['enc_s_per_mp']:>7.2f}{med['dec_s']:>8.2f}{row['dec_s_per_mp']:>7.2f}"
+          f"{med['enc_cpu_s']:>6.1f}/{med['dec_cpu_s']:<5.1f}{r['peak_rss_mb']:>8.0f} | "
+          f"{jxl_bpsp:>11.3f}{row['jpegxl_e7_enc_s_per_mp']:>9.3f}"
+          f"{row['jpegxl_e7_dec_s_per_mp']:>9.3f}{row['load_average']:>6.2f}", flush=True)
+  by_size = {r["size"]: r for r in results}
+  one = by_size.get("%dx%d" % MP_SIZES["1"])
+  for r in results:
+    if one is not None and r is not one:
+      print(f"# {r['size']}: s/MP {r['enc_s_per_mp'] / one['enc_s_per_mp']:.2f}x (encode), "
+            f"{r['dec_s_per_mp'] / one['dec_s_per_mp']:.2f}x (decode) that at 1 MP")
+  print(f"# load average at end {os.getloadavg()[0]:.2f}")
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump({"rows": results, "load_average": [load[0], os.getloadavg()[0]]}, f, indent=2)
+  return 0
 
 
 def _build_model(spec: dict):
@@ -129,6 +244,11 @@ def main(argv=None) -> int:
                  help="comma list of: paper (random init), default (shipped or --model)")
   p.add_argument("--model", default=None, help="model dir for 'default' (else shipped model)")
   p.add_argument("--json", default=None)
+  p.add_argument("--megapixels", default=None,
+                 help=f"comma list of {','.join(MP_SIZES)}: seconds per megapixel of the default "
+                      "model beside JPEG XL e7 instead of the crop table")
+  p.add_argument("--mp_image", default="kodim23.png", help="photo for --megapixels")
+  p.add_argument("--mp_repeats", type=int, default=1)
   args = p.parse_args(argv)
 
   from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
@@ -154,6 +274,15 @@ def main(argv=None) -> int:
                       {"config": cfg.to_dict()}))
     else:
       p.error(f"unknown config {name}")
+
+  if args.megapixels:
+    sizes = args.megapixels.split(",")
+    unknown = sorted(set(sizes) - set(MP_SIZES))
+    if unknown:
+      p.error(f"unknown --megapixels {unknown} (known: {', '.join(MP_SIZES)})")
+    (label, spec), = [x for x in specs if x[0].startswith(("default", "cf32"))] or specs[:1]
+    photo = images.read_image(os.path.join(args.data_dir, args.mp_image)).pixels
+    return _megapixel_table(spec, label, photo, sizes, args.mp_repeats, args.json)
 
   load = os.getloadavg()[0]
   print(f"# bench_codec: {len(photos)} Kodak image(s) x {args.repeats} repeats, medians; "

@@ -10,7 +10,7 @@ versions (WORKSPACE.md, "Exact numerics"):
 Run each side with PYTHONPATH=<l3c-jax checkout> and that environment's python (another venv,
 other XLA_FLAGS, another machine). Exit status 0 only if everything is identical. Digests (sha256, 16 hex) are taken per coding step, in
 coding order, identically on the encode and decode side:
-  head   the integer head parameters (codec._integer_params output: logit16/mean64/ls32/coeff16)
+  head   the integer head parameters (codec._head_rows output: logit16/mean64/ls32/coeff16)
   tables the range coder's integer frequency tables of one substream (all chunks)
   sym    the symbols of one substream
 so a mismatch is located at the first stage that differs.
@@ -46,18 +46,21 @@ def _h(a) -> str:
   return hashlib.sha256(np.ascontiguousarray(np.asarray(a)).tobytes()).hexdigest()[:16]
 
 
-_orig_integer_params = codec._integer_params
+_orig_head_rows = codec._head_rows
+# The encoder codes from symbol intervals (3-entry tables, same bytes); here it builds the whole
+# tables like the decoder, so that both sides log the same stages.
+codec.ENCODE_FROM_INTERVALS = False
 
 
-def _integer_params(head, coupled):
-  out = _orig_integer_params(head, coupled)
+def _head_rows(head, coupled, chunk):
+  out = _orig_head_rows(head, coupled, chunk)
   _LOG.append(("head", _h(out)))
   if _KEEP is not None:
     _KEEP.append(("head", np.asarray(out)))
   return out
 
 
-codec._integer_params = _integer_params
+codec._head_rows = _head_rows
 
 
 class _HashIter:

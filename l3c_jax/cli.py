@@ -282,7 +282,7 @@ class _Console:
 
   @contextlib.contextmanager
   def tile_progress(self, desc: str):
-    """Yields a codec `progress(done, total)` hook drawing a bar of tiles (or None)."""
+    """Yields a codec `progress(done, total)` hook (pixels coded) drawing a bar (or None)."""
     if not self.bars:
       yield None
       return
@@ -292,8 +292,8 @@ class _Console:
     def update(done: int, total: int) -> None:
       nonlocal bar
       if bar is None:
-        bar = tqdm(total=total, desc=desc, unit="tile", file=self.err, leave=False,
-                   delay=PROGRESS_DELAY_S, dynamic_ncols=True)
+        bar = tqdm(total=total, desc=desc, unit="px", unit_scale=True, file=self.err,
+                   leave=False, delay=PROGRESS_DELAY_S, dynamic_ncols=True)
       bar.update(done - bar.n)
 
     try:

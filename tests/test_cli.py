@@ -205,11 +205,11 @@ def test_cli_progress_only_on_a_terminal_and_jpeg_note(tmp_path, np_rng, model_d
   assert rc == 0 and "\r" not in err
   assert err == f"l3c-jax: note: {src}: {cli.JPEG_NOTE}\n"
   assert run("compress", src, "-f", "-q", "--model", model_dir)[1:] == ("", "")
-  # A terminal: a bar of tiles.
+  # A terminal: a bar of pixels coded.
   err = _TerminalText()
   rc = cli.main(["compress", str(src), "-f", "--tile_size", "64", "--model", model_dir],
                 out=io.StringIO(), err=err)
-  assert rc == 0 and "\r" in err.getvalue() and "/1 [" in err.getvalue()
+  assert rc == 0 and "\r" in err.getvalue() and "/63.0 [" in err.getvalue(), err.getvalue()
   assert err.getvalue().endswith("\r")  # the bar is cleared: the summary line follows alone
   err = _TerminalText()
   rc = cli.main(["eval", str(src), "--json", str(tmp_path / "r.json"), "--no_warmup", "--model",

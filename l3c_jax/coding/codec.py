@@ -7,10 +7,14 @@ pyramid: x^(3) uniformly over 256 values, then phases 1-3 of x^(2), x^(1) and x)
 one range-coded substream (latents and the uniform top: (position, channel) raster order), or
 one per coded channel for pixels: R, then G | R, then B | R, G (gray planes: the one channel).
 The encoder takes every step's symbols from the image (`Family.targets`: hard quantization) and
-then runs exactly the decoder's loop (`_TileCoder._code`): the same jitted network functions on
-the same symbols' values, and the same jitted, chunked table functions (`coding.tables`) on the
-same inputs, so both sides build bit-identical integer tables. The training loss iterates the
-same plan (`losses`), so what training optimizes is what the file costs.
+then runs the decoder's loop (`_TileCoder._code`): the same jitted network functions on the
+same symbols' values, and the same integer formulas (`coding.exact_tables`) on the same inputs,
+so both sides code every symbol with the same integer interval. The decoder builds whole tables
+(chunked, channels pipelined); the encoder, which knows the symbols, computes only each symbol's
+interval and codes it with a 3-entry table that gives the range coder the same interval, hence
+the same bytes (`tables.interval_tables`). Tiles are independent and coded in threads. The
+training loss iterates the same plan (`losses`), so what training optimizes is what the file
+costs.
 
 Images and modes (see `data.images`): every image is split into plane groups ("components"):
   RGB   one RGB component.
@@ -37,11 +41,13 @@ trained on photos does poorly, never go through the model.
 
 import concurrent.futures
 import contextlib
+import copy
 import dataclasses
 import functools
 import math
+import threading
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +62,6 @@ from l3c_jax.coding import tables
 from l3c_jax.coding.bitstream import CodecError
 from l3c_jax.data import images
 from l3c_jax.models import families
-from l3c_jax.models import fixed_point
 from l3c_jax.models import plan as plan_lib
 
 DEFAULT_TILE_SIZE = 1024
@@ -66,10 +71,23 @@ DEFAULT_TILE_SIZE = 1024
 MIN_TILE_SIZE = 32
 METHODS = ("auto", "model", "png", "webp")
 # RGB(A) images with at most this many colours (and 16 pixels per colour), palette and bilevel
-# images are "few-colour"
-# images: `auto` codes them with the embedded classical streams only (the model, trained on
+# images are "few-colour": `auto` codes them with the embedded classical streams only (the model, trained on
 # photos, costs several times more on them; docs/measurements.md#few-colour-images).
 FEW_COLORS = 256
+# The encoder codes HEAD steps from the symbols' intervals (`_Encoding.head_symbols`), which
+# gives the same bytes as whole tables; False builds whole tables like the decoder (for
+# experiments/check_portable.py's per-stage digests, and tests comparing the two).
+ENCODE_FROM_INTERVALS = True
+# The decoder reads pixel steps' channels pipelined in chunks of at most this many rows
+# (`_Decoding.head_symbols`); False reads them one channel after the other (`_Decoding.symbols`).
+DECODE_PIPELINED = True
+DECODE_CHUNK_ROWS = 4096
+# Tiles coded at once (threads). Tiles are independent, and while one waits on its network (which
+# keeps about one core busy) or on the range coder, another builds tables; more than two did not
+# pay on the 2-core machine, and each tile in flight holds its activations and tables.
+MAX_TILE_THREADS = 2
+
+ProgressFn = Callable[[int, int], None]
 
 
 @dataclasses.dataclass
@@ -86,8 +104,9 @@ class CodingStats:
     theory_bits: the model's -log2 p of the same symbols per group (encoder with
       estimate=True only; the top group's is the uniform prior's n * log2 L).
     times_s: wall seconds per stage: 'network' (encoders + per-scale decoders), 'tables'
-      (waiting for integer tables), 'coder' (range coding), 'estimate', 'png' / 'webp'
-      (embedded streams), 'total'.
+      (waiting for integer tables or intervals), 'coder' (range coding), 'estimate', 'png' /
+      'webp' (embedded streams), 'total'; the stages of tiles coded in threads add up to more
+      than 'total'.
     method: the file's bitstream.METHOD_* (for an encode: the one chosen).
   """
   num_subpixels: int = 0
@@ -139,6 +158,58 @@ class _Clock:
       yield item
 
 
+def _merge_stats(into: CodingStats, part: CodingStats) -> None:
+  """Adds a tile's bits and stage times to the image's stats (stage times of tiles coded at
+  once add up to more than the wall time)."""
+  for table, other in ((into.actual_bits, part.actual_bits),
+                       (into.theory_bits, part.theory_bits), (into.times_s, part.times_s)):
+    for key, value in other.items():
+      _accumulate(table, key, value)
+
+
+class _Progress:
+  """Counts finished work units (pixels of tiles, apportioned over each tile's coding steps)
+  and reports the running total to a `progress(done, total)` callable, under a lock because
+  tiles run in threads. The last call has done == total."""
+
+  def __init__(self, fn: Optional[ProgressFn], total: int):
+    self.fn = fn
+    self.total = total
+    self.done = 0
+    self.lock = threading.Lock()
+    if fn is not None:
+      fn(0, total)
+
+  def tile(self, pixels: int, num_steps: int) -> Callable[[int], None]:
+    """For one tile of `pixels` pixels: a callable `steps_done -> None` (1..num_steps)."""
+    reported = [0]
+
+    def step(steps_done: int):
+      units = pixels * steps_done // num_steps
+      with self.lock:
+        self.done += units - reported[0]
+        reported[0] = units
+        if self.fn is not None:
+          self.fn(self.done, self.total)
+
+    return step
+
+
+def _map_tiles(fn: Callable, jobs: Sequence) -> List:
+  """[fn(job) for job in jobs], up to MAX_TILE_THREADS at once, in order; an exception of a
+  job is raised here (after the jobs already running finish)."""
+  if len(jobs) <= 1 or MAX_TILE_THREADS <= 1:
+    return [fn(job) for job in jobs]
+  with concurrent.futures.ThreadPoolExecutor(min(MAX_TILE_THREADS, len(jobs))) as pool:
+    futures = [pool.submit(fn, job) for job in jobs]
+    try:
+      return [f.result() for f in futures]
+    except BaseException:
+      for f in futures:
+        f.cancel()
+      raise
+
+
 # ---------------------------------------------------------------------------------------------
 # One tile of one component: the family's coding plan, step by step.
 
@@ -183,15 +254,12 @@ def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.
   return jnp.asarray(x_prev)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def _integer_params(head: jax.Array, coupled: bool) -> jax.Array:
-  """Exact head parameters (`fixed_point.snap_mixture`) -> the same values in the integer
-  units of `coding.exact_tables` (logit16, mean64, ls32 and, coupled, coeff16): products of
-  values on those grids with powers of two, so exact. [..., P C K] float32 -> same shape."""
-  grids = [fixed_point.LOGIT_FRAC_BITS, fixed_point.MEAN_FRAC_BITS,
-           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_FRAC_BITS] if coupled else [])
-  per = head.shape[-1] // len(grids)
-  return head * np.repeat(np.exp2(np.asarray(grids, np.float32)), per)
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _head_rows(head: jax.Array, coupled: bool, chunk: int) -> jax.Array:
+  """Snapped head params [1, h, w, P C K] -> rows [n_pad, P C K] in the integer units of
+  `coding.exact_tables` (`exact_tables.head_units`), zero-padded to a multiple of chunk: one
+  jitted call per step instead of two."""
+  return tables.to_rows(exact_tables.head_units(head, coupled), chunk)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 4))
@@ -201,7 +269,13 @@ def _estimate_bits(config, step: plan_lib.Step, head, values, num_channels: int)
 
 
 class _Encoding:
-  """The encoder's side of a tile: the symbols are known, substreams are written."""
+  """The encoder's side of a tile: the symbols are known, substreams are written.
+
+  HEAD steps are coded from each symbol's interval in its table (`exact_tables.*_intervals`,
+  two table edges per symbol instead of A + 1, in one jitted call per step) with 3-entry tables
+  that the range coder turns into the same bytes as the whole tables
+  (`tables.interval_tables`); the decoder, which needs whole tables, builds them as before.
+  """
 
   def __init__(self, coder: "_TileCoder", targets):
     self.coder = coder
@@ -216,6 +290,26 @@ class _Encoding:
       column = flat.reshape(-1) if channel is None else flat[:, channel]
       per_row = flat.shape[1] if channel is None else 1
       self.streams.append(self.coder.write(step.group, column, table_iter, per_row))
+    return symbols
+
+  def head_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int) -> jax.Array:
+    """Writes a HEAD step's symbols (one substream per pixel channel, or one for a latent's
+    C_q channels in (position, channel) order); returns them [1, h, w, C'] int32."""
+    symbols = self.targets[step.name][0]
+    coder = self.coder
+    with coder.clock("tables"):
+      if step.alphabet == plan_lib.LATENT:
+        left, freq = exact_tables.latent_intervals(head, symbols, coder.config)
+        columns = [(left, freq)]
+        num_bins = coder.config.num_levels
+      else:
+        left, freq = exact_tables.pixel_intervals(head, symbols, num_channels, coder.config)
+        columns = [(left[:, c], freq[:, c]) for c in range(num_channels)]
+        num_bins = 256
+    for left, freq in columns:
+      with coder.clock("tables"):
+        coded, table = tables.interval_tables(left, freq, num_bins)
+      self.streams.append(coder.write(step.group, coded, [(0, table)], 1))
     return symbols
 
 
@@ -241,6 +335,61 @@ class _Decoding:
       symbols = np.repeat(symbols, 3, axis=-1)  # gray: the network sees it as RGB
     return jnp.asarray(symbols)
 
+  def head_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int) -> jax.Array:
+    """Reads a pixel HEAD step's symbols, channels pipelined -> [1, h, w, 3] int32.
+
+    Each channel is its own substream, and the tables of chunk i of channel c need only chunk i
+    of channels < c. So chunks are decoded in wavefront order (R0; R1, G0; R2, G1, B0; ...) and
+    the table of (c + 1, i) is dispatched as soon as (c, i) is decoded: table building (XLA
+    threads) overlaps the range coder instead of waiting for a whole channel. Same tables as
+    `symbols` (`exact_tables.pixel_table_chunk`), so the same symbols.
+    """
+    coder = self.coder
+    h, w = head.shape[1], head.shape[2]
+    n = h * w
+    chunk = min(tables.chunk_rows_for(n), DECODE_CHUNK_ROWS)
+    num_chunks = -(-n // chunk)
+    with coder.clock("tables"):
+      rows = _head_rows(head, True, chunk)
+    decoders = []
+    for _ in range(num_channels):
+      data = next(self.streams)
+      _accumulate(coder.stats.actual_bits, step.group, 8 * len(data))
+      with coder.clock("coder"):
+        decoders.append(entropy.StreamDecoder(data))
+    flat = np.zeros((num_chunks * chunk, 3), np.int32)
+    pending = {}
+
+    def dispatch(c, i):
+      x_prev = np.zeros((chunk, 3), np.float32)
+      x_prev[:, :c] = flat[i * chunk:(i + 1) * chunk, :c]
+      pending[c, i] = exact_tables.pixel_table_chunk(rows, x_prev, i * chunk, c, coder.config)
+
+    with coder.clock("tables"):
+      for i in range(min(tables.PREFETCH_CHUNKS, num_chunks)):
+        dispatch(0, i)
+    for diagonal in range(num_chunks + num_channels - 1):
+      for c in range(num_channels):
+        i = diagonal - c
+        if not 0 <= i < num_chunks:
+          continue
+        m = min(chunk, n - i * chunk)
+        with coder.clock("tables"):
+          if (c, i) not in pending:
+            dispatch(c, i)
+          table = np.asarray(pending.pop((c, i)))[:m]
+        with coder.clock("coder"):
+          flat[i * chunk:i * chunk + m, c] = decoders[c].decode(table)
+        with coder.clock("tables"):
+          if c + 1 < num_channels:
+            dispatch(c + 1, i)
+          if c == 0 and i + tables.PREFETCH_CHUNKS < num_chunks:
+            dispatch(0, i + tables.PREFETCH_CHUNKS)
+    symbols = flat[:n].reshape(1, h, w, 3)
+    if num_channels == 1:
+      symbols = np.repeat(symbols[..., :1], 3, axis=-1)  # gray: the network sees it as RGB
+    return jnp.asarray(symbols)
+
 
 class _TileCoder:
   """Codes tiles with a model: encoder and decoder run the same loop over the coding plan.
@@ -261,6 +410,16 @@ class _TileCoder:
     self.stats = stats
     self.clock = _Clock(stats.times_s)
     self.estimate = estimate
+    self.on_step: Optional[Callable[[int], None]] = None
+
+  def for_tile(self, on_step: Optional[Callable[[int], None]] = None) -> "_TileCoder":
+    """A coder sharing this one's model (device parameters, compiled functions) with its own
+    stats, so that tiles can be coded in threads; merge them with `_merge_stats`."""
+    tile = copy.copy(self)
+    tile.stats = CodingStats()
+    tile.clock = _Clock(tile.stats.times_s)
+    tile.on_step = on_step
+    return tile
 
   def encode(self, plane: np.ndarray) -> List[bytes]:
     """uint8 [h, w, C] (C = 1 or 3) -> the tile's substreams."""
@@ -284,7 +443,7 @@ class _TileCoder:
     """The plan, step by step, on either side -> the image x [1, hp, wp, 3] float32."""
     cfg = self.config
     ctx = {}
-    for step in self.plan:
+    for steps_done, step in enumerate(self.plan, 1):
       c = _coded_channels(cfg, step, num_channels)
       if step.prior == plan_lib.UNIFORM:
         head = None
@@ -298,11 +457,20 @@ class _TileCoder:
           jax.block_until_ready(head)
         shape = head.shape[1:3] + (c,)
         table_iters = functools.partial(self._tables, step, head)
-      symbols = side.symbols(step, table_iters, shape)
+      if (head is not None and isinstance(side, _Encoding) and ENCODE_FROM_INTERVALS
+          and self._intervals_ok(step)):
+        symbols = side.head_symbols(step, head, c)
+      elif (head is not None and isinstance(side, _Decoding) and DECODE_PIPELINED
+            and step.alphabet == plan_lib.PIXEL):
+        symbols = side.head_symbols(step, head, c)
+      else:
+        symbols = side.symbols(step, table_iters, shape)
       values = self.family.values(cfg, step, symbols)
       if self.estimate:
         self._estimate(step, head, symbols, values, c)
       plan_lib.known(ctx, step, values)
+      if self.on_step is not None:
+        self.on_step(steps_done)
     return self.family.image(cfg, ctx)
 
   def _tables(self, step: plan_lib.Step, head, flat: np.ndarray):
@@ -311,17 +479,20 @@ class _TileCoder:
     conditioned on channels < c of `flat` (the decoder fills them in as it goes)."""
     n = head.shape[1] * head.shape[2]
     with self.clock("tables"):
-      head = _integer_params(head, step.alphabet == plan_lib.PIXEL)
       if step.alphabet == plan_lib.LATENT:
-        rows = tables.to_rows(head, tables.latent_chunk_positions(n, self.config))
+        rows = _head_rows(head, False, tables.latent_chunk_positions(n, self.config))
         return [(exact_tables.latent_tables(rows, n, self.config), None)]
-      rows = tables.to_rows(head, tables.chunk_rows_for(n))
+      rows = _head_rows(head, True, tables.chunk_rows_for(n))
 
     def channel_tables(c):
       x_prev = _x_prev_rows(flat, c, rows.shape[0])
       return exact_tables.pixel_tables(rows, x_prev, n, c, self.config)
 
     return ((_Lazy(channel_tables, c), c) for c in range(flat.shape[1]))
+
+  def _intervals_ok(self, step: plan_lib.Step) -> bool:
+    """Interval tables need alphabets of >= 3 symbols (pixels: 256; latents: L)."""
+    return step.alphabet == plan_lib.PIXEL or self.config.num_levels >= 3
 
   def _uniform_table(self, n: int, num_levels: int) -> np.ndarray:
     with self.clock("tables"):
@@ -447,9 +618,16 @@ def _is_few_colour(image: images.ImageData) -> bool:
   return image.mode in ("RGB", "RGBA") and embedded.num_colors_at_most(image.pixels, limit)
 
 
+def _tile_jobs(comps, height: int, width: int, tile_size: int):
+  """(component index, y, x, tile_h, tile_w) of every coded tile, in coding order."""
+  return [(i, y, x, th, tw) for i, (kind, _, _) in enumerate(comps)
+          if kind != bitstream.COMPONENT_CONSTANT
+          for y, x, th, tw in tile_grid(height, width, tile_size)]
+
+
 def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
-           estimate: bool = False, method: str = "auto", progress=None
-           ) -> Tuple[bytes, CodingStats]:
+           estimate: bool = False, method: str = "auto",
+           progress: Optional[ProgressFn] = None) -> Tuple[bytes, CodingStats]:
   """Compresses an image losslessly.
 
   Args:
@@ -461,8 +639,11 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
       'auto': the smallest of the model and PNG (zlib level 9), so a file is never larger than
       the image's PNG plus the container; few-colour images (palette, bilevel, RGB(A) with at
       most FEW_COLORS colours) are not run through the model but try PNG and WebP.
-    progress: None or `progress(done, total)`, called with cumulative work units (tiles of
-      coded components) after each one; the last call has done == total.
+    progress: optional `progress(done, total)`, called with cumulative work units (pixels of
+      the coded components' tiles, apportioned over each tile's coding steps) as coding
+      proceeds: first with (0, total), last with (total, total). Tiles are coded in threads, so
+      it may be called from a worker thread (never from two at once). Embedded streams report
+      (1, 1) once done.
   Returns:
     (file bytes, CodingStats).
   Raises:
@@ -533,25 +714,27 @@ def _image_header(image, model, method, tile_size, components, tile_crcs) -> bit
 
 
 def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool,
-                  stats: CodingStats, progress=None) -> bytes:
+                  stats: CodingStats, progress: Optional[ProgressFn] = None) -> bytes:
   """The file of `image` coded with the (exact) model (`progress` as for `encode`)."""
   cfg = model.config
   factor = cfg.padding_factor
   tile_size = max(factor, (int(tile_size) // factor) * factor)
   coder = _TileCoder(model, stats, estimate)
   comps = _components(image)
+  jobs = _tile_jobs(comps, image.height, image.width, tile_size)
+  tracker = _Progress(progress, sum(th * tw for _, _, _, th, tw in jobs))
+
+  def encode_tile(job):
+    i, y, x, th, tw = job
+    tile = coder.for_tile(tracker.tile(th * tw, len(coder.plan)))
+    pixels = np.ascontiguousarray(comps[i][2][y:y + th, x:x + tw])
+    return tile.encode(pixels), bitstream.crc32(pixels.tobytes()), tile.stats
+
   streams, tile_crcs = [], []
-  grid = tile_grid(image.height, image.width, tile_size)
-  total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _, _ in comps)
-  for kind, _, plane in comps:
-    if kind == bitstream.COMPONENT_CONSTANT:
-      continue
-    for y, x, th, tw in grid:
-      tile = np.ascontiguousarray(plane[y:y + th, x:x + tw])
-      tile_crcs.append(bitstream.crc32(tile.tobytes()))
-      streams.extend(coder.encode(tile))
-      if progress is not None:
-        progress(len(tile_crcs), total)
+  for tile_streams, crc, tile_stats in _map_tiles(encode_tile, jobs):
+    streams.extend(tile_streams)
+    tile_crcs.append(crc)
+    _merge_stats(stats, tile_stats)
   header = _image_header(image, model, bitstream.METHOD_MODEL, tile_size,
                          [(k, v) for k, v, _ in comps], tile_crcs)
   return bitstream.pack(header, streams)
@@ -625,14 +808,16 @@ _INTACT_BUT_WRONG = ("the file's checksums are intact but it did not decode: its
                      "the file; or a file altered with its checksums recomputed)")
 
 
-def decode(data: bytes, model, progress=None) -> Tuple[images.ImageData, CodingStats]:
+def decode(data: bytes, model, progress: Optional[ProgressFn] = None
+           ) -> Tuple[images.ImageData, CodingStats]:
   """Decompresses a file made by `encode` with the same model.
 
   Args:
     data: the file's bytes.
     model: the `model_io.Model` that encoded it (files holding an embedded PNG / WebP stream
       decode without it: None is enough for them).
-    progress: None or `progress(done, total)` as for `encode`.
+    progress: optional `progress(done, total)`, as for `encode` (same units, same total for
+      the same image), called once the header is validated.
   Returns:
     (image, CodingStats); the image carries the file's metadata.
   Raises:
@@ -677,35 +862,44 @@ def decode(data: bytes, model, progress=None) -> Tuple[images.ImageData, CodingS
 
 
 def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats,
-                  progress=None) -> np.ndarray:
+                  progress: Optional[ProgressFn] = None) -> np.ndarray:
   """The pixel array of a METHOD_MODEL file (checked tile by tile where the file has tile
   checksums, so a damaged or forged tile stops decoding at that tile)."""
+  cfg = model.config
   try:
     coder = _TileCoder(model, stats)
-    stream_iter = iter(streams)
-    tile_crcs = iter(header.tile_crc32s)
-    grid = tile_grid(header.height, header.width, header.tile_size)
-    total = len(grid) * sum(k != bitstream.COMPONENT_CONSTANT for k, _ in header.components)
-    done = 0
+    jobs = _tile_jobs([(k, v, None) for k, v in header.components], header.height,
+                      header.width, header.tile_size)
+    tracker = _Progress(progress, sum(th * tw for _, _, _, th, tw in jobs))
+    # Each tile's substreams, in file order (_validate checked their count).
+    tile_streams, first = [], 0
+    for i, _, _, _, _ in jobs:
+      n = _streams_per_tile(cfg, _component_channels(header.components[i][0]))
+      tile_streams.append(streams[first:first + n])
+      first += n
+    tile_crcs = header.tile_crc32s or None  # format 2 files have none
+
+    def decode_tile(job_index):
+      i, y, x, th, tw = jobs[job_index]
+      tile = coder.for_tile(tracker.tile(th * tw, len(coder.plan)))
+      c = _component_channels(header.components[i][0])
+      pixels = tile.decode(iter(tile_streams[job_index]), th, tw, c)
+      if tile_crcs is not None and bitstream.crc32(
+          np.ascontiguousarray(pixels).tobytes()) != tile_crcs[job_index]:
+        raise CodecError(f"{_INTACT_BUT_WRONG} (the tile at x={x}, y={y} fails its checksum)")
+      return pixels, tile.stats
+
+    decoded = _map_tiles(decode_tile, range(len(jobs)))
     planes = []
     for kind, value in header.components:
       c = _component_channels(kind)
       if kind == bitstream.COMPONENT_CONSTANT:
         planes.append(np.full((header.height, header.width, 1), value, np.uint8))
         continue
-      plane = np.empty((header.height, header.width, c), np.uint8)
-      for y, x, th, tw in grid:
-        tile = coder.decode(stream_iter, th, tw, c)
-        expected = next(tile_crcs, None)
-        if expected is not None and bitstream.crc32(np.ascontiguousarray(tile).tobytes()) != (
-            expected):
-          raise CodecError(f"{_INTACT_BUT_WRONG} (the tile at x={x}, y={y} fails its "
-                           "checksum)")
-        plane[y:y + th, x:x + tw] = tile
-        done += 1
-        if progress is not None:
-          progress(done, total)
-      planes.append(plane)
+      planes.append(np.empty((header.height, header.width, c), np.uint8))
+    for (i, y, x, th, tw), (pixels, tile_stats) in zip(jobs, decoded):
+      planes[i][y:y + th, x:x + tw] = pixels
+      _merge_stats(stats, tile_stats)
     return _assemble(header, planes)
   except CodecError:
     raise

@@ -297,6 +297,20 @@ def _sigmoid_q16(sigmoid_core: jax.Array, u_q12: jax.Array) -> jax.Array:
   return _gather(sigmoid_core, jnp.clip(u_q12 + sat, 0, 2 * sat))   # |u_q12| < 2^28: no wrap
 
 
+def _cdf_at(w_q14, mean64, inv_m, inv_e, sigmoid_core, j, num_bins: int):
+  """Steps 2-3 at chosen edges: per-row (w', mean64, m, e) [N, K] and edge indices j ([N, E] or
+  [1, E] int32 in [0, A]) -> [N, E] int32 c_j (c_0 = 0, c_A = 2^24). The one formula of every
+  table and interval builder, so they agree bit for bit."""
+  edge64 = 64 * j - 32
+  cdf_q30 = jnp.zeros((), jnp.int32)
+  for k in range(w_q14.shape[-1]):  # unrolled: one fused elementwise loop over [N, E]
+    d = edge64 - mean64[:, k:k + 1]                                     # |d| < 2^16
+    u_q12 = jax.lax.shift_right_arithmetic(d * inv_m[:, k:k + 1], inv_e[:, k:k + 1])
+    cdf_q30 = cdf_q30 + w_q14[:, k:k + 1] * _sigmoid_q16(sigmoid_core, u_q12)   # <= 2^30
+  c = jax.lax.shift_right_arithmetic(cdf_q30, jnp.int32(30 - PRECISION_BITS))   # [0, 2^24]
+  return jnp.where(j == 0, 0, jnp.where(j == num_bins, TOTAL_FREQUENCY, c))
+
+
 @functools.partial(jax.jit, static_argnames=("num_bins",))
 def _integer_cdf(w_q14, mean64, inv_m, inv_e, sigmoid_core, num_bins: int):
   """Steps 2-3: per-row (w', mean64, m, e) [N, K] -> [N, A + 1] int32 c_j, c_0 = 0 <= c_1 <= ...
@@ -304,14 +318,12 @@ def _integer_cdf(w_q14, mean64, inv_m, inv_e, sigmoid_core, num_bins: int):
   # All A + 1 edges in one fused loop (j = 0 and j = A are computed like the others, |d| < 2^16
   # still holds, and then replaced): cheaper than concatenating the end columns.
   j = jnp.arange(num_bins + 1, dtype=jnp.int32)[None, :]
-  edge64 = 64 * j - 32
-  cdf_q30 = jnp.zeros((), jnp.int32)
-  for k in range(w_q14.shape[-1]):  # unrolled: one fused elementwise loop over [N, A + 1]
-    d = edge64 - mean64[:, k:k + 1]                                     # |d| < 2^16
-    u_q12 = jax.lax.shift_right_arithmetic(d * inv_m[:, k:k + 1], inv_e[:, k:k + 1])
-    cdf_q30 = cdf_q30 + w_q14[:, k:k + 1] * _sigmoid_q16(sigmoid_core, u_q12)   # <= 2^30
-  c = jax.lax.shift_right_arithmetic(cdf_q30, jnp.int32(30 - PRECISION_BITS))   # [0, 2^24]
-  return jnp.where(j == 0, 0, jnp.where(j == num_bins, TOTAL_FREQUENCY, c))
+  return _cdf_at(w_q14, mean64, inv_m, inv_e, sigmoid_core, j, num_bins)
+
+
+def _cumulative(cdf: jax.Array, j: jax.Array, num_bins: int) -> jax.Array:
+  """Step 4: c_j at edges j -> C'_j = c_j - ceil(c_j A / 2^24) + j (int32, same shape)."""
+  return cdf - _ceil_mul_div_total(cdf, num_bins) + j
 
 
 @jax.jit
@@ -324,7 +336,7 @@ def _frequencies(cdf: jax.Array) -> jax.Array:
   """
   num_bins = cdf.shape[1] - 1
   j = jnp.arange(num_bins + 1, dtype=jnp.int32)[None, :]
-  cdf = cdf - _ceil_mul_div_total(cdf, num_bins) + j                  # C'_j
+  cdf = _cumulative(cdf, j, num_bins)                                  # C'_j
   return (cdf[:, 1:] - cdf[:, :-1] - 1).astype(jnp.float32)
 
 
@@ -478,6 +490,38 @@ def pixel_tables(head_rows: jax.Array, x_prev_rows: jax.Array, num_rows: int, ch
     yield start, np.asarray(table)[:min(chunk, num_rows - start)]
 
 
+@functools.partial(jax.jit, static_argnames=("channel", "num_mixtures"))
+def _pixel_chunk_params(head_rows, x_prev_chunk, start, exp_table, inv_m, inv_e, coeff_table, *,
+                        channel, num_mixtures):
+  """`_pixel_params` with the chunk's x_prev rows given [chunk, 3] instead of sliced from the
+  whole array (same ops on the same values, so the same integers)."""
+  chunk = x_prev_chunk.shape[0]
+  head = _exact_int(jax.lax.dynamic_slice_in_dim(head_rows, start, chunk, axis=0))
+  p = head.reshape(chunk, 4, 3, num_mixtures)
+  mean64 = _coupled_mean64(p[:, 1], p[:, 3], _exact_int(x_prev_chunk), coeff_table, channel)
+  return _row_params(p[:, 0, channel], mean64, p[:, 2, channel], exp_table, inv_m, inv_e)
+
+
+def pixel_table_chunk(head_rows: jax.Array, x_prev_chunk: np.ndarray, start: int, channel: int,
+                      config: L3CConfig) -> jax.Array:
+  """The table of one chunk of one pixel channel, dispatched asynchronously (a device array).
+
+  Args:
+    head_rows: as for `pixel_tables`.
+    x_prev_chunk: [chunk, 3] float32 pixel values of rows start..start+chunk-1 (channels <
+      `channel` coded, the others 0), so the chunk's table can be computed as soon as the same
+      rows of the earlier channels are decoded (the decoder pipelines channels this way).
+    start: the chunk's first row.
+  Returns:
+    [chunk, 256] float32 (rows beyond the valid ones are padding).
+  """
+  t = _device_tables()
+  return _table(_pixel_chunk_params(
+      head_rows, x_prev_chunk, np.int32(start), t["EXP_TABLE"], t["INV_SCALE_M"],
+      t["INV_SCALE_E"], t["COEFF_TABLE"], channel=channel,
+      num_mixtures=config.num_mixtures), 256)
+
+
 def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
                   ) -> Iterator[Tuple[int, np.ndarray]]:
   """Tables of one latent scale, chunk by chunk (chunks, padding and prefetch of
@@ -502,6 +546,95 @@ def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
   for i, table in enumerate(tables.prefetched(compute, num_chunks)):
     start = i * chunk
     yield start, np.asarray(table)[:min(chunk, num_positions - start) * c]
+
+
+# ---------------------------------------------------------------------------------------------
+# Intervals of known symbols (the encoder): two edges per symbol instead of A + 1.
+#
+# The range coder only uses, per symbol s, its interval [C'_s, C'_s + q_s) of the 2^24 total
+# (`coding.tables.interval_tables`), so the encoder, which knows s, needs c_j at j = s and
+# s + 1 only: the same `_cdf_at` and `_cumulative` as the full tables, at two edges per row.
+
+def head_units(head: jax.Array, coupled: bool) -> jax.Array:
+  """Exact head parameters (`fixed_point.snap_mixture`) -> the same values in this module's
+  integer units (logit16, mean64, ls32 and, coupled, coeff16), still float32: products of values
+  on those grids with powers of two, so exact. [..., P C K] -> same shape."""
+  grids = [fixed_point.LOGIT_FRAC_BITS, fixed_point.MEAN_FRAC_BITS,
+           fixed_point.LOG_SCALE_FRAC_BITS] + ([fixed_point.COEFF_FRAC_BITS] if coupled else [])
+  per = head.shape[-1] // len(grids)
+  return head * np.repeat(np.exp2(np.asarray(grids, np.float32)), per)
+
+
+def _interval(row, symbols: jax.Array, sigmoid_core, num_bins: int):
+  """(C'_s, q_s) [N] int32 of symbols [N] under per-row params `row` ((w', mean64, m, e))."""
+  j = jnp.stack([symbols, symbols + 1], axis=-1)                       # [N, 2] in [0, A]
+  cum = _cumulative(_cdf_at(*row, sigmoid_core, j, num_bins), j, num_bins)
+  return cum[:, 0], cum[:, 1] - cum[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("num_channels", "num_mixtures"))
+def _pixel_intervals(head, symbols, exp_table, inv_m, inv_e, coeff_table, sigmoid_core, *,
+                     num_channels, num_mixtures):
+  """Intervals of the pixel symbols [N, 3] (channels >= num_channels ignored) under snapped
+  head params [N, 12 K] -> (left [N, C], freq [N, C]) int32, C = num_channels."""
+  n = head.shape[0]
+  p = _exact_int(head_units(head, True)).reshape(n, 4, 3, num_mixtures)
+  left, freq = [], []
+  for ch in range(num_channels):  # x_prev: channel ch reads only channels < ch of the symbols
+    mean64 = _coupled_mean64(p[:, 1], p[:, 3], symbols, coeff_table, ch)
+    row = _row_params(p[:, 0, ch], mean64, p[:, 2, ch], exp_table, inv_m, inv_e)
+    l, q = _interval(row, symbols[:, ch], sigmoid_core, 256)
+    left.append(l)
+    freq.append(q)
+  return jnp.stack(left, axis=-1), jnp.stack(freq, axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("num_channels", "num_mixtures", "num_bins"))
+def _latent_intervals(head, symbols, exp_table, inv_m, inv_e, sigmoid_core, *, num_channels,
+                      num_mixtures, num_bins):
+  """Intervals of latent symbols [N, C_q] under snapped head params [N, 3 C_q K] ->
+  (left, freq) [N * C_q] int32 in (position, channel) order."""
+  n = head.shape[0]
+  p = _exact_int(head_units(head, False)).reshape(n, 3, num_channels, num_mixtures)
+  flat = lambda a: a.reshape(n * num_channels, num_mixtures)
+  row = _row_params(flat(p[:, 0]), flat(p[:, 1]), flat(p[:, 2]), exp_table, inv_m, inv_e)
+  return _interval(row, symbols.reshape(-1), sigmoid_core, num_bins)
+
+
+def pixel_intervals(head: jax.Array, symbols: jax.Array, num_channels: int, config: L3CConfig
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+  """Where each known pixel symbol lies in its integer table, without building the table.
+
+  Args:
+    head: [..., 12 K] snapped head params (`fixed_point.snap_mixture`, pixel layout), one row
+      per pixel in raster order (any leading shape, flattened).
+    symbols: [..., 3] int32 pixel values (the network's RGB view; gray: R = G = B).
+    num_channels: channels coded (1 gray, 3 RGB).
+  Returns:
+    (left, freq): [n, num_channels] int32 numpy: C'_s and q_s of the table `pixel_tables` would
+    build for that pixel and channel (identical integers: same formulas).
+  """
+  t = _device_tables()
+  k = config.num_mixtures
+  left, freq = _pixel_intervals(
+      jnp.reshape(head, (-1, head.shape[-1])), jnp.reshape(symbols, (-1, 3)).astype(jnp.int32),
+      t["EXP_TABLE"], t["INV_SCALE_M"], t["INV_SCALE_E"], t["COEFF_TABLE"], t["SIGMOID_CORE"],
+      num_channels=num_channels, num_mixtures=k)
+  return np.asarray(left), np.asarray(freq)
+
+
+def latent_intervals(head: jax.Array, symbols: jax.Array, config: L3CConfig
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+  """`pixel_intervals` for a latent step: head [..., 3 C_q K], symbols [..., C_q] ->
+  (left, freq) [n * C_q] int32 numpy in (position, channel) order."""
+  _check_num_bins(config.num_levels)
+  t = _device_tables()
+  c = config.latent_channels
+  left, freq = _latent_intervals(
+      jnp.reshape(head, (-1, head.shape[-1])), jnp.reshape(symbols, (-1, c)).astype(jnp.int32),
+      t["EXP_TABLE"], t["INV_SCALE_M"], t["INV_SCALE_E"], t["SIGMOID_CORE"], num_channels=c,
+      num_mixtures=config.num_mixtures, num_bins=config.num_levels)
+  return np.asarray(left), np.asarray(freq)
 
 
 def _main() -> None:
