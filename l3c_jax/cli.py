@@ -429,6 +429,20 @@ def _method_note(stats) -> str:
   return f" (stored as {bitstream.METHOD_NAMES[stats.method]}, smaller than the model's coding)"
 
 
+def _write_and_report(args, console: _Console, path: str, output: str, data: bytes,
+                      binary_out, stats, t_read: float, summary: str) -> None:
+  """Writes one job's output, then its summary line (and with -v the per-stage figures)."""
+  t0 = time.perf_counter()
+  _write_output(output, data, args.force, binary_out)
+  t_write = time.perf_counter() - t0
+  to_stdout = output == STDIO
+  console.result(f"{_display(path, 'stdin')} -> {_display(output, 'stdout')}: {summary}\n",
+                 to_stdout)
+  if args.verbose:
+    _print_verbose(stats, console.err if to_stdout else console.out,
+                   {"read": t_read, "write": t_write})
+
+
 def _compress(args, console: _Console, binary_in, binary_out) -> int:
   jobs, failed = _plan_jobs(args, default_compressed_name, console, binary_in, binary_out)
 
@@ -444,16 +458,9 @@ def _compress(args, console: _Console, binary_in, binary_out) -> int:
     with console.tile_progress(os.path.basename(_display(path, "stdin"))) as progress:
       data, stats = codec.encode(image, model, tile_size=args.tile_size, estimate=args.verbose,
                                  method=args.method, progress=progress)
-    t0 = time.perf_counter()
-    _write_output(output, data, args.force, binary_out)
-    t_write = time.perf_counter() - t0
-    to_stdout = output == STDIO
-    console.result(f"{_display(path, 'stdin')} -> {_display(output, 'stdout')}: "
-                   f"{image.width}x{image.height} {image.mode}, {len(data)} bytes, "
-                   f"{stats.bpsp:.4f} bpsp{_method_note(stats)}\n", to_stdout)
-    if args.verbose:
-      _print_verbose(stats, console.err if to_stdout else console.out,
-                     {"read": t_read, "write": t_write})
+    _write_and_report(args, console, path, output, data, binary_out, stats, t_read,
+                      f"{image.width}x{image.height} {image.mode}, {len(data)} bytes, "
+                      f"{stats.bpsp:.4f} bpsp{_method_note(stats)}")
 
   return _run_jobs(args, jobs, failed, console, code_one)
 
@@ -477,17 +484,10 @@ def _decompress(args, console: _Console, binary_in, binary_out) -> int:
     images.check_storable(fmt, header.mode, header.transparency is not None, ext)
     with console.tile_progress(os.path.basename(_display(path, "stdin"))) as progress:
       image, stats = codec.decode(data, model, progress=progress)
-    t0 = time.perf_counter()
-    _write_output(output, images.encode_image_file(image, fmt, ext,
-                                                   metadata=not args.strip_metadata),
-                  args.force, binary_out)
-    t_write = time.perf_counter() - t0
-    to_stdout = output == STDIO
-    console.result(f"{_display(path, 'stdin')} -> {_display(output, 'stdout')}: "
-                   f"{image.width}x{image.height} {image.mode}\n", to_stdout)
-    if args.verbose:
-      _print_verbose(stats, console.err if to_stdout else console.out,
-                     {"read": t_read, "write": t_write})
+    _write_and_report(args, console, path, output,
+                      images.encode_image_file(image, fmt, ext,
+                                               metadata=not args.strip_metadata),
+                      binary_out, stats, t_read, f"{image.width}x{image.height} {image.mode}")
 
   return _run_jobs(args, jobs, failed, console, code_one)
 
