@@ -128,14 +128,7 @@ def _megapixel_table(spec, label, photo, sizes, repeats, json_path) -> int:
     w, h = MP_SIZES[name]
     pixels = _mirror_tiled(photo, w, h)
     megapixels = w * h / 1e6
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_mp_worker, args=(spec, pixels, repeats, queue))
-    proc.start()
-    r = queue.get()
-    proc.join()
-    if "error" in r:
-      raise RuntimeError(r["error"])
+    r = _in_fresh_process(_mp_worker, spec, pixels, repeats)
     med = {k: statistics.median(x[k] for x in r["rows"]) for k in r["rows"][0]}
     jxl_enc, jxl_dec, jxl_bpsp = _jpegxl_times(pixels, repeats)
     row = {"megapixels": megapixels, "size": f"{w}x{h}", **med,
@@ -203,16 +196,21 @@ def _worker(spec: dict, crops, repeats: int, queue):
     queue.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def _run_isolated(spec, crops, repeats):
+def _in_fresh_process(worker, *args):
+  """worker(*args, queue) in a spawned process (its peak RSS its own) -> what it put."""
   ctx = mp.get_context("spawn")
   queue = ctx.Queue()
-  proc = ctx.Process(target=_worker, args=(spec, crops, repeats, queue))
+  proc = ctx.Process(target=worker, args=(*args, queue))
   proc.start()
   result = queue.get()
   proc.join()
   if "error" in result:
     raise RuntimeError(result["error"])
   return result
+
+
+def _run_isolated(spec, crops, repeats):
+  return _in_fresh_process(_worker, spec, crops, repeats)
 
 
 def _median(rows, side, stage):
