@@ -1,5 +1,5 @@
 """l3c-jax: L3C (Mentzer et al., CVPR 2019) in JAX/Flax with a real constriction codec."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name):
