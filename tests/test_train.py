@@ -59,6 +59,8 @@ def test_a_non_finite_step_is_skipped_on_the_device():
   sigma = jnp.float32(TINY.soft_sigma)
   new, m = f(state, x, jnp.float32(jnp.nan))
   assert float(m["nonfinite"]) == 1.0 and int(new.step) == 1
+  # Its metrics are zeroed (not NaN), so a logging window's averages cover the applied steps.
+  assert all(float(v) == 0.0 for k, v in m.items() if k != "nonfinite")
   for a, b in zip(jax.tree_util.tree_leaves((state.params, state.opt_state)),
                   jax.tree_util.tree_leaves((new.params, new.opt_state))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -259,7 +259,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
         if skipped:
           _warn(f"warning: {skipped} of {acc_n} steps up to step {step} had a non-finite loss "
                 "or gradient and were skipped")
-        rec = {k: float(sums[k]) / acc_n for k in sums if k != "nonfinite"}
+        rec = {k: float(sums[k]) / (acc_n - skipped) for k in sums if k != "nonfinite"}
         rec.update(step=step, steps_per_sec=acc_n / dt, nonfinite_steps=skipped,
                    images_per_sec=acc_n * tcfg.batch_size / dt,
                    learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,

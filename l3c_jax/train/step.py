@@ -148,6 +148,8 @@ def train_step(state: TrainState, x: jax.Array, cfg,
   keep = lambda new, old: jnp.where(finite, new, old)
   params = jax.tree_util.tree_map(keep, params, state.params)
   opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
+  # A skipped step's metrics are zeroed, so that the loop's sums average the applied steps.
+  metrics = {k: jnp.where(finite, v, 0.0) for k, v in metrics.items()}
   metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
