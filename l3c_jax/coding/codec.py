@@ -661,19 +661,18 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
     names = ["png", "webp"] if few else ["png", "model"]
   else:
     names = [method]
+  crc = content_crc32(image)  # once: every candidate's header holds it
   candidates = []
   # The embedded streams are made on a second thread while the model codes: zlib and libwebp
   # release the GIL, and the model leaves a core idle while the range coder runs.
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    pending = [(name, pool.submit(_encode_embedded, image, model, name))
+    pending = [pool.submit(_encode_embedded, image, model, name, crc)
                for name in names if name != "model"]
     if "model" in names:
       stats = CodingStats(num_subpixels=image.num_subpixels)
-      candidates.append((_encode_model(image, model, tile_size, estimate, stats, progress),
-                         stats))
-    for name, future in pending:
-      if future.result() is not None:
-        candidates.append(future.result())
+      candidates.append((_encode_model(image, model, tile_size, estimate, stats, crc,
+                                       progress), stats))
+    candidates += [c for c in (f.result() for f in pending) if c is not None]
   for data, stats in candidates:
     stats.file_bits = 8 * len(data)
     stats.header_bits = stats.file_bits - int(sum(stats.actual_bits.values()))
@@ -687,7 +686,7 @@ def encode(image: images.ImageData, model, tile_size: int = DEFAULT_TILE_SIZE,
   return data, stats
 
 
-def _encode_embedded(image: images.ImageData, model, name: str
+def _encode_embedded(image: images.ImageData, model, name: str, crc: int
                      ) -> Optional[Tuple[bytes, CodingStats]]:
   """(file, stats) of `image` as an embedded 'png' or 'webp' stream; None if WebP cannot hold
   it."""
@@ -699,22 +698,25 @@ def _encode_embedded(image: images.ImageData, model, name: str
   if stream is None:
     return None
   stats.actual_bits[name] = 8 * len(stream)
-  return bitstream.pack(_image_header(image, model, kind, 0, (), ()), [stream]), stats
+  return bitstream.pack(_image_header(image, model, kind, crc, 0, (), ()), [stream]), stats
 
 
-def _image_header(image, model, method, tile_size, components, tile_crcs) -> bitstream.Header:
+def _image_header(image, model, method, crc, tile_size, components, tile_crcs
+                  ) -> bitstream.Header:
+  """The header of `image` coded by `method`; `crc` is its `content_crc32`."""
   factor = model.config.padding_factor if method == bitstream.METHOD_MODEL else 1
   return bitstream.Header(
       fingerprint=bytes.fromhex(model.fingerprint)[:bitstream.FINGERPRINT_BYTES],
       mode=image.mode, height=image.height, width=image.width, tile_size=tile_size,
       pad_h=-image.height % factor, pad_w=-image.width % factor,
-      content_crc32=content_crc32(image), components=tuple(components),
+      content_crc32=crc, components=tuple(components),
       palette=image.palette, transparency=image.transparency, stream_lengths=(),
       payload_crc32=0, method=method, metadata=image.metadata, tile_crc32s=tuple(tile_crcs))
 
 
 def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool,
-                  stats: CodingStats, progress: Optional[ProgressFn] = None) -> bytes:
+                  stats: CodingStats, crc: int, progress: Optional[ProgressFn] = None
+                  ) -> bytes:
   """The file of `image` coded with the (exact) model (`progress` as for `encode`)."""
   cfg = model.config
   factor = cfg.padding_factor
@@ -731,11 +733,11 @@ def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool
     return tile.encode(pixels), bitstream.crc32(pixels.tobytes()), tile.stats
 
   streams, tile_crcs = [], []
-  for tile_streams, crc, tile_stats in _map_tiles(encode_tile, jobs):
+  for tile_streams, tile_crc, tile_stats in _map_tiles(encode_tile, jobs):
     streams.extend(tile_streams)
-    tile_crcs.append(crc)
+    tile_crcs.append(tile_crc)
     _merge_stats(stats, tile_stats)
-  header = _image_header(image, model, bitstream.METHOD_MODEL, tile_size,
+  header = _image_header(image, model, bitstream.METHOD_MODEL, crc, tile_size,
                          [(k, v) for k, v, _ in comps], tile_crcs)
   return bitstream.pack(header, streams)
 
