@@ -224,3 +224,15 @@ def test_prepare_store_launcher_writes_a_store_and_refuses_to_overwrite(tmp_path
   assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={folder}',
                             '--replace') == 1
   assert 'not a store' in capsys.readouterr().err
+
+
+def test_bench_input_prints_crops_per_second_and_cpu_per_crop(tmp_path, capsys):
+  folder = _folder(tmp_path, n=4)
+  assert launchers.run_main('bench_input', f'--data_dir={folder}', '--crop=16', '--batch=2',
+                            '--seconds=0.2', '--rounds=1', '--loaders=png,store_inline') == 0
+  out = capsys.readouterr().out
+  rows = {line.split()[0]: line.split() for line in out.splitlines()
+          if line.split() and line.split()[0] in ('png', 'store_inline')}
+  assert set(rows) == {'png', 'store_inline'}, out
+  assert float(rows['store_inline'][2]) > 0 and float(rows['store_inline'][3]) > 0
+  assert rows['png'][-2:] == ['1.0x', 'less'] and rows['store_inline'][-1] == 'less'

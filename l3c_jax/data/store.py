@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from l3c_jax.data import images
 from l3c_jax.data import pipeline
 
 FORMAT = 'l3c-jax-store'
@@ -81,11 +82,14 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
   with open(os.path.join(tmp, PIXELS_FILE), 'wb') as f:
     for k, (path, name) in enumerate(zip(paths, names)):
       try:
-        pixels = pipeline._decode_rgb(path)  # pylint: disable=protected-access
-      except Exception as e:  # Counted like the PNG loader's skips; the reason is in the warning.
-        reason = 'not_rgb' if str(e).startswith('mode ') else 'unreadable'
+        image = images.read_image(path, metadata=False)
+        reason = None if image.mode == 'RGB' else 'not_rgb'
+      except Exception:  # Any decoder error: the file is counted as unreadable, as in CropLoader.
+        reason = 'unreadable'
+      if reason:
         skipped[reason] = skipped.get(reason, 0) + 1
       else:
+        pixels = image.pixels
         h, w = pixels.shape[:2]
         f.write(np.ascontiguousarray(pixels, np.uint8).tobytes())
         index.append((offset, h, w))
@@ -103,8 +107,9 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
     json.dump(meta, f, indent=1)
   os.rename(tmp, dst)
   if skipped:
+    counts = ', '.join(f'{k}={v}' for k, v in sorted(skipped.items()))
     warnings.warn(f'write_store: skipped {sum(skipped.values())} of {len(paths)} images '
-                  f'({pipeline._format_counts(skipped)}; RGB only)', stacklevel=2)  # pylint: disable=protected-access
+                  f'({counts}; 8-bit RGB only)', stacklevel=2)
   return {'num_images': len(index), 'skipped': skipped, 'num_bytes': offset}
 
 
