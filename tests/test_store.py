@@ -210,6 +210,7 @@ def test_make_loader_picks_the_store_or_the_folders(tmp_path):
     input_lib.make_loader(TrainConfig(data_store=folder), None, 2)
   with pytest.raises(pipeline.DataError, match='no training data'):
     input_lib.make_loader(TrainConfig(), None, 2)
+  assert input_lib.resolve_workers(-1) == os.cpu_count() and input_lib.resolve_workers(3) == 3
 
 
 def test_prepare_store_launcher_writes_a_store_and_refuses_to_overwrite(tmp_path, capsys):
