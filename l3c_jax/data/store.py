@@ -246,5 +246,11 @@ class StoreBatches:
       h, w = (int(v) for v in self.store.shapes[i])
       y, x, flip = pipeline.crop_window(u, h, w, c, self.flip)
       window = self.store.image(i)[y:y + c, x:x + c]
-      out[t] = window[:, ::-1] if flip else window
+      if flip:
+        # One channel at a time: numpy's copy loop then runs along the row (c long) instead of
+        # over the 3 channels: 21 vs 112 us per 128^2 crop (docs/measurements.md#input-pipeline).
+        for ch in range(3):
+          out[t, :, :, ch] = window[:, ::-1, ch]
+      else:
+        out[t] = window
     return out
