@@ -6,7 +6,8 @@ Every hyper-parameter is a `--model.<field>` / `--train.<field>` flag of the one
 
 Training data: image folders (`--data_dir`), or an image store decoded once by
 experiments/prepare_store.py (`--train.data_store=STORE`, or `--data_dir=STORE`), which costs
-~100x less CPU per crop and shards the images between processes.
+~20x less CPU per crop (docs/measurements.md#input-pipeline) and shards the images between
+processes.
 """
 
 import json

@@ -29,8 +29,9 @@ class TrainConfig:
       core (os.cpu_count()).
     data_store: a pre-decoded image store (`experiments/prepare_store.py`) to train on
       instead of the --data_dir image folders ('' = the folders, the default; a --data_dir that
-      is a store is used as one too). Crops are then read from a memory map (no PNG decoding,
-      ~100x less CPU per crop) and each process reads its own shard of the images.
+      is a store is used as one too). Crops are then read from a memory map (no PNG decoding:
+      ~20x less CPU per crop with worker processes, ~75x in the training thread;
+      docs/measurements.md#input-pipeline) and each process reads its own shard of the images.
     device_prefetch: batches put onto the devices ahead of the training step (0: none).
     optimizer: 'rmsprop' (the paper, PyTorch semantics) or 'adam' (optax defaults b1 0.9,
       b2 0.999, eps 1e-8), which learns much faster in short CPU runs (measured: after 80 steps
