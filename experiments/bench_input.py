@@ -38,8 +38,8 @@ flags.DEFINE_string("store_dir", None, "An image store of --data_dir (prepare_st
                     "default: build one in a temporary directory.")
 flags.DEFINE_float("seconds", 10.0, "Timed seconds per loader and round.")
 flags.DEFINE_integer("rounds", 2, "Rounds; each runs every loader once, in alternating order.")
-flags.DEFINE_integer("crop", 128, "Crop side (the paper: 128).")
-flags.DEFINE_integer("batch", 30, "Crops per batch (the paper: 30).")
+flags.DEFINE_integer("crop_size", 128, "Crop side (the paper: 128).")
+flags.DEFINE_integer("batch_size", 30, "Crops per batch (the paper: 30).")
 flags.DEFINE_integer("png_workers", 2, "Decoding threads of the PNG loader (training's default).")
 flags.DEFINE_integer("store_workers", 2, "Worker processes of the store loader (-1: one per "
                      "core).")
@@ -67,10 +67,10 @@ def _make(name: str, paths, store_dir: str):
   from l3c_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import input as input_lib  # pylint: disable=g-import-not-at-top
   if name == "png":
-    return pipeline.CropLoader(paths, FLAGS.crop, FLAGS.batch, seed=0,
+    return pipeline.CropLoader(paths, FLAGS.crop_size, FLAGS.batch_size, seed=0,
                                num_workers=FLAGS.png_workers)
   workers = 0 if name == "store_inline" else FLAGS.store_workers
-  loader = input_lib.StoreLoader(store_dir, FLAGS.crop, FLAGS.batch, seed=0,
+  loader = input_lib.StoreLoader(store_dir, FLAGS.crop_size, FLAGS.batch_size, seed=0,
                                  num_workers=workers)
   if name == "store_device":
     import jax  # pylint: disable=g-import-not-at-top
@@ -123,8 +123,8 @@ def main(argv):
     print(f"store: {stats['num_images']} images, {stats['num_bytes'] / 2**20:.0f} MiB, "
           f"built in {time.perf_counter() - t0:.1f} s (once per pool) in {store_dir}")
   try:
-    print(f"{len(paths)} PNGs in {FLAGS.data_dir}; crop {FLAGS.crop}, batch {FLAGS.batch}; "
-          f"{os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"{len(paths)} PNGs in {FLAGS.data_dir}; crop {FLAGS.crop_size}, "
+          f"batch {FLAGS.batch_size}; {os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}", flush=True)
     totals = {name: [0, 0.0, 0.0] for name in FLAGS.loaders}
     for r in range(FLAGS.rounds):
       order = list(FLAGS.loaders) if r % 2 == 0 else list(reversed(FLAGS.loaders))

@@ -229,7 +229,7 @@ def test_prepare_store_launcher_writes_a_store_and_refuses_to_overwrite(tmp_path
 
 def test_bench_input_prints_crops_per_second_and_cpu_per_crop(tmp_path, capsys):
   folder = _folder(tmp_path, n=4)
-  assert launchers.run_main('bench_input', f'--data_dir={folder}', '--crop=16', '--batch=2',
+  assert launchers.run_main('bench_input', f'--data_dir={folder}', '--crop_size=16', '--batch_size=2',
                             '--seconds=0.2', '--rounds=1', '--loaders=png,store_inline') == 0
   out = capsys.readouterr().out
   rows = {line.split()[0]: line.split() for line in out.splitlines()
