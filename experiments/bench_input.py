@@ -124,7 +124,8 @@ def main(argv):
           f"built in {time.perf_counter() - t0:.1f} s (once per pool) in {store_dir}")
   try:
     print(f"{len(paths)} PNGs in {FLAGS.data_dir}; crop {FLAGS.crop_size}, "
-          f"batch {FLAGS.batch_size}; {os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}", flush=True)
+          f"batch {FLAGS.batch_size}; {os.cpu_count()} cores; "
+          f"load average before {os.getloadavg()[0]:.2f}", flush=True)
     totals = {name: [0, 0.0, 0.0] for name in FLAGS.loaders}
     for r in range(FLAGS.rounds):
       order = list(FLAGS.loaders) if r % 2 == 0 else list(reversed(FLAGS.loaders))

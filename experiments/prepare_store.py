@@ -7,7 +7,7 @@ run on the store draws the same crops as a run on the folder with the same seed.
 
 Usage (once per pool; ~12 ms per Kodak-size image, ~1 byte per sub-pixel on disk):
   python experiments/prepare_store.py --images=../prepared/train --store=../stores/train
-  python experiments/train.py ... --train.data_store=../stores/train   # or --data_dir=../stores/train
+  python experiments/train.py ... --train.data_store=../stores/train  # or --data_dir=STORE
 """
 
 import os
