@@ -3,6 +3,11 @@
 Every hyper-parameter is a `--model.<field>` / `--train.<field>` flag of the one config system
 (l3c_jax/train/config.py); flagfiles under experiments/flags/ set them. A rerun with the same
 --workdir resumes from the newest checkpoint (weights, optimizer, step, schedule, data position).
+
+Training data: image folders (`--data_dir`), or an image store decoded once by
+experiments/prepare_store.py (`--train.data_store=STORE`, or `--data_dir=STORE`), which costs
+~20x less CPU per crop (docs/measurements.md#input-pipeline) and shards the images between
+processes.
 """
 
 import json
@@ -35,9 +40,9 @@ def main(argv):
     jax.distributed.initialize()
   from l3c_jax import compile_cache  # pylint: disable=g-import-not-at-top
   compile_cache.enable()  # shared with the CLI's; L3C_JAX_CACHE_DIR=off disables it
-  if not FLAGS.workdir or not FLAGS.data_dir:
-    print("train.py: error: --workdir and --data_dir are required (or use --dry_run)",
-          file=sys.stderr)
+  if not FLAGS.workdir or not (FLAGS.data_dir or config.train.data_store):
+    print("train.py: error: --workdir and --data_dir (or --train.data_store) are required "
+          "(or use --dry_run)", file=sys.stderr)
     return 2
   from l3c_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top

@@ -14,7 +14,8 @@ import pytest
 
 import launchers
 
-ABSL_LAUNCHERS = ("prepare_images", "bench_train", "check_reference", "train", "sweep")
+ABSL_LAUNCHERS = ("prepare_images", "prepare_store", "bench_train", "bench_input",
+                  "check_reference", "train", "sweep")
 
 
 def _flags_read_by(name: str) -> Set[str]:

@@ -155,6 +155,30 @@ def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
   assert os.path.exists(os.path.join(work, "model", "config.json"))
 
 
+@pytest.mark.slow  # ~25 s on the loaded 2-core machine (a compile and two worker processes)
+def test_training_from_an_image_store_checkpoints_the_consumed_data_position(tmp_path, capsys):
+  """--train.data_store: the store loader with grain worker processes and batches prefetched
+  onto the device; the checkpoint's data position counts the batches the steps took, not
+  those already in flight."""
+  from l3c_jax.data import pipeline, store  # pylint: disable=g-import-not-at-top
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / "data")
+  _write_images(data)
+  store_dir = str(tmp_path / "store")
+  store.write_store(pipeline.list_images(data), store_dir)
+  tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, checkpoint_every=2,
+                     num_workers=1, data_store=store_dir, device_prefetch=2)
+  work = str(tmp_path / "work")
+  out = loop.train_and_evaluate(ExperimentConfig(model=TINY, train=tcfg), work, None)
+  assert out["step"] == 3 and np.isfinite(out["bpsp"])
+  assert "images: 6 usable" in capsys.readouterr().out
+  positions = {}
+  for step in (2, 3):
+    with open(os.path.join(work, "checkpoints", str(step), "meta", "metadata")) as f:
+      positions[step] = json.load(f)["data_position"]
+  assert positions == {2: 2, 3: 3}
+
+
 def _corrupt(directory):
   """Overwrites every file of a checkpoint's state with zeros (sizes kept: a bad disk)."""
   for path in glob.glob(os.path.join(directory, "state", "**", "*"), recursive=True):

@@ -127,6 +127,44 @@ def _decode_rgb(path: str) -> np.ndarray:
   return image.pixels
 
 
+def epoch_permutation(seed: int, epoch: int, num_images: int) -> np.ndarray:
+  """The image order of epoch `epoch`: a permutation of range(num_images) seeded by (seed, epoch)."""
+  return np.random.default_rng([seed, _PERMUTATION_STREAM, epoch]).permutation(num_images)
+
+
+def batch_plan(seed: int, batch_index: int, batches_per_epoch: int, num_images: int,
+               batch_size: int, permutation=None):
+  """What global batch `batch_index` holds: the one plan of `CropLoader` and the store loaders.
+
+  Args:
+    seed: base seed of the permutation and crop RNGs.
+    batch_index: global batch index (0, 1, ... over all epochs).
+    batches_per_epoch: batches per epoch (epoch = batch_index // batches_per_epoch).
+    num_images: images in the pool (the permutation's length).
+    batch_size: crops per batch.
+    permutation: optional epoch -> permutation function (a cache of `epoch_permutation`).
+
+  Returns:
+    [(permutation, position in it, uniforms [3] = (u_x, u_y, u_flip))], one per crop: the image
+    is permutation[position] (a loader may walk on from there past an unusable image).
+  """
+  epoch, j = divmod(batch_index, batches_per_epoch)
+  perm = (permutation(epoch) if permutation is not None
+          else epoch_permutation(seed, epoch, num_images))
+  # Uniforms rather than pixel offsets, so a replacement image of another size reuses them.
+  uniforms = np.random.default_rng([seed, _CROP_STREAM, batch_index]).random((batch_size, 3))
+  start = j * batch_size
+  return [(perm, (start + t) % num_images, uniforms[t]) for t in range(batch_size)]
+
+
+def crop_window(u: np.ndarray, height: int, width: int, crop: int,
+                flip: bool = True) -> Tuple[int, int, bool]:
+  """(y, x, flipped) of the crop that the uniforms `u` = (u_x, u_y, u_flip) pick in an image."""
+  x = min(int(u[0] * (width - crop + 1)), width - crop)
+  y = min(int(u[1] * (height - crop + 1)), height - crop)
+  return y, x, bool(flip and u[2] < 0.5)
+
+
 class CropLoader:
   """Endless iterator over batches of random crops, uint8 [batch_size, crop, crop, 3].
 
@@ -199,19 +237,14 @@ class CropLoader:
   def _permutation(self, epoch: int) -> np.ndarray:
     cached_epoch, perm = self._perm_cache
     if cached_epoch != epoch:
-      rng = np.random.default_rng([self.seed, _PERMUTATION_STREAM, epoch])
-      perm = rng.permutation(self.num_usable)
+      perm = epoch_permutation(self.seed, epoch, self.num_usable)
       self._perm_cache = (epoch, perm)
     return perm
 
   def _plan(self, batch_index: int):
     """Returns [(permutation, position in it, (u_x, u_y, u_flip))] for the crops of one batch."""
-    epoch, j = divmod(batch_index, self.batches_per_epoch)
-    perm = self._permutation(epoch)
-    # Uniforms rather than pixel offsets, so a replacement image of another size reuses them.
-    uniforms = np.random.default_rng([self.seed, _CROP_STREAM, batch_index]).random((self.batch_size, 3))
-    start = j * self.batch_size
-    return [(perm, (start + t) % self.num_usable, uniforms[t]) for t in range(self.batch_size)]
+    return batch_plan(self.seed, batch_index, self.batches_per_epoch, self.num_usable,
+                      self.batch_size, self._permutation)
 
   # -- loading ---------------------------------------------------------------------------------
 
@@ -245,12 +278,9 @@ class CropLoader:
         if new:
           warnings.warn(f'CropLoader: skipping unreadable image {self._paths[index]} ({e})')
         continue
-      x = min(int(u[0] * (w - c + 1)), w - c)
-      y = min(int(u[1] * (h - c + 1)), h - c)
+      y, x, flip = crop_window(u, h, w, c, self.flip)
       crop = img[y:y + c, x:x + c]
-      if self.flip and u[2] < 0.5:
-        crop = crop[:, ::-1]
-      return np.ascontiguousarray(crop)
+      return np.ascontiguousarray(crop[:, ::-1] if flip else crop)
     raise DataError(f'none of the {self.num_usable} images could be decoded')
 
   def _submit(self, batch_index: int):

@@ -24,7 +24,15 @@ class TrainConfig:
     crop_size: side of the random training crops (`crop` in oi.cf).
     batch_size: global batch size (split over all devices).
     random_flip: random horizontal flips.
-    num_workers: image-decoding threads of the loader.
+    num_workers: loader workers: image-decoding threads for image folders, grain worker
+      processes for an image store (`data_store`); 0 = in the training thread; -1 = one per
+      core (os.cpu_count()).
+    data_store: a pre-decoded image store (`experiments/prepare_store.py`) to train on
+      instead of the --data_dir image folders ('' = the folders, the default; a --data_dir that
+      is a store is used as one too). Crops are then read from a memory map (no PNG decoding:
+      ~20x less CPU per crop with worker processes, ~75x in the training thread;
+      docs/measurements.md#input-pipeline) and each process reads its own shard of the images.
+    device_prefetch: batches put onto the devices ahead of the training step (0: none).
     optimizer: 'rmsprop' (the paper, PyTorch semantics) or 'adam' (optax defaults b1 0.9,
       b2 0.999, eps 1e-8), which learns much faster in short CPU runs (measured: after 80 steps
       held-out 7.9 bpsp with Adam 1e-3 vs 9.2 with RMSprop 3e-4;
@@ -61,6 +69,8 @@ class TrainConfig:
   batch_size: int = 30
   random_flip: bool = True
   num_workers: int = 2
+  data_store: str = ""
+  device_prefetch: int = 2
   optimizer: str = "rmsprop"
   learning_rate: float = 1e-4
   rmsprop_decay: float = 0.99

@@ -18,6 +18,7 @@ from l3c_jax.data import pipeline
 from l3c_jax.models import families
 from l3c_jax.models import plan as plan_lib
 from l3c_jax.models.families import count_params
+from l3c_jax.train import input as input_lib
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.checkpoint import CheckpointError, Checkpointer
 from l3c_jax.train.config import ExperimentConfig
@@ -123,7 +124,7 @@ def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh
   return out
 
 
-def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
+def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optional[str],
                        val_dir: Optional[str] = None,
                        should_stop: Optional[Callable[[], bool]] = None) -> dict:
   """Trains (resuming from WORKDIR if it holds checkpoints) and returns the last metrics.
@@ -131,7 +132,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
   Args:
     config: model + training configuration.
     workdir: run directory: config.json, metrics.jsonl, checkpoints/, model/ (exported weights).
-    data_dir: folder(s) of training images (comma-separated allowed).
+    data_dir: folder(s) of training images (comma-separated allowed), or an image store
+      (`data/store.py`); unused when config.train.data_store is set.
     val_dir: folder(s) of validation images (center crops); None skips validation.
     should_stop: polled every step; True ends the run with a checkpoint (tests, signals).
   """
@@ -150,12 +152,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
   nproc, pidx = jax.process_count(), jax.process_index()
   local_batch = tcfg.batch_size // nproc
 
-  paths = pipeline.list_images(data_dir)
   ckpt = Checkpointer(workdir, tcfg.max_checkpoints)
   start_step = ckpt.latest_step() or 0
-  loader = pipeline.CropLoader(paths, tcfg.crop_size, local_batch, seed=tcfg.seed + 1000 * pidx,
-                               flip=tcfg.random_flip, num_workers=tcfg.num_workers,
-                               start_batch=start_step)
+  loader = input_lib.make_loader(tcfg, data_dir, local_batch, start_batch=start_step,
+                                 process_index=pidx, process_count=nproc)
   val_images = None
   if val_dir:
     val_images = pipeline.center_crops(pipeline.list_images(val_dir), tcfg.val_crop_size,
@@ -213,7 +213,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
       old_handlers = {}
 
   def save(step):
-    meta = {"step": step, "data_position": loader.position, "train_seconds": elapsed,
+    meta = {"step": step, "data_position": batches.position, "train_seconds": elapsed,
             "config": config.to_dict()}
     ckpt.save(step, state, meta)
     _export_model(workdir, config, state.params, {"step": step, "train_hours": elapsed / 3600})
@@ -225,7 +225,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
   t_log = time.time()
   t_ckpt = time.time()
   last_saved = step
-  it = iter(loader)
+  # Batches go onto the devices tcfg.device_prefetch steps ahead; `batches.position` (what the
+  # checkpoint stores) counts the batches the steps took, not those in flight.
+  batches = input_lib.DevicePrefetcher(loader, lambda b: shard_batch(b, mesh),
+                                       tcfg.device_prefetch)
   # Training time: wall time of the loop without validation and checkpointing. Steps run
   # asynchronously, so it is taken where the loop waits anyway (logging, validation, saving).
   t_mark = time.time()
@@ -238,7 +241,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: str,
 
   try:
     while step < tcfg.num_steps and not stop["flag"] and not (should_stop and should_stop()):
-      batch = shard_batch(next(it), mesh)
+      batch = next(batches)
       state, metrics = p_train(state, batch)
       acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
       acc_n += 1

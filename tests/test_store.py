@@ -1,0 +1,239 @@
+"""The pre-decoded image store (l3c_jax/data/store.py) and the training input built on it
+(l3c_jax/train/input.py): store round trip, the CropLoader plan, resume, shards, worker
+processes, device prefetch. Tiny synthetic images only."""
+
+import os
+import warnings
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+
+from l3c_jax.data import pipeline
+from l3c_jax.data import store as store_lib
+from l3c_jax.train import input as input_lib
+from l3c_jax.train.config import TrainConfig
+
+import launchers
+
+
+def _coord_image(width, height, image_id):
+  """uint8 [H, W, 3] with R = x, G = y, B = image_id, so any crop reveals its source and offset."""
+  y, x = np.mgrid[0:height, 0:width]
+  return np.stack([x, y, np.full_like(x, image_id)], axis=-1).astype(np.uint8)
+
+
+def _folder(tmp_path, n=7, noise=False):
+  """n PNGs of assorted sizes (>= 20 px); coordinate images, or noise (PNG's worst case)."""
+  d = tmp_path / 'images'
+  d.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    w, h = 24 + 5 * i, 20 + 3 * (i % 4)
+    img = (rng.integers(0, 256, (h, w, 3), np.uint8) if noise else _coord_image(w, h, 10 * i))
+    Image.fromarray(img).save(d / f'im{i:02d}.png')
+  return str(d)
+
+
+def _store(tmp_path, n=7, noise=False):
+  folder = _folder(tmp_path, n, noise)
+  path = str(tmp_path / 'store')
+  store_lib.write_store(pipeline.list_images(folder), path)
+  return folder, path
+
+
+def test_store_round_trip_images_and_crops_equal_the_decoded_pngs(tmp_path):
+  folder, path = _store(tmp_path, noise=True)
+  store = store_lib.ImageStore(path)
+  paths = pipeline.list_images(folder)
+  assert len(store) == len(paths) and store.names == paths
+  rng = np.random.default_rng(1)
+  for i, p in enumerate(paths):
+    png = np.asarray(Image.open(p))
+    np.testing.assert_array_equal(store.image(i), png)
+    assert tuple(store.shapes[i]) == png.shape[:2]
+    for _ in range(3):
+      y, x = int(rng.integers(0, png.shape[0] - 16 + 1)), int(rng.integers(0, png.shape[1] - 16 + 1))
+      np.testing.assert_array_equal(store.crop(i, y, x, 16), png[y:y + 16, x:x + 16])
+      np.testing.assert_array_equal(store.crop(i, y, x, 16, flip=True), png[y:y + 16, x:x + 16][:, ::-1])
+
+
+def test_store_batches_equal_crop_loader_batches_with_the_same_seed(tmp_path):
+  folder, path = _store(tmp_path, noise=True)
+  # 16-px crops: every image usable; 22-px crops: the 20-px-high ones are skipped by both.
+  for crop in (16, 22):
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')  # CropLoader warns about the skipped small images
+      with pipeline.CropLoader(folder, crop, batch_size=3, seed=4, num_workers=0) as png:
+        expected = [next(png) for _ in range(6)]  # 2 batches per epoch: three epochs
+    batches = store_lib.StoreBatches(path, crop, batch_size=3, seed=4)
+    assert batches.num_usable == png.num_usable
+    for i, batch in enumerate(expected):
+      np.testing.assert_array_equal(batches[i], batch)
+
+
+def test_store_loader_is_deterministic_given_the_seed(tmp_path):
+  _, path = _store(tmp_path)
+
+  def take(seed, n=5):
+    with input_lib.StoreLoader(path, 16, batch_size=2, seed=seed, num_workers=0) as loader:
+      return np.stack([next(loader) for _ in range(n)])
+
+  np.testing.assert_array_equal(take(3), take(3))
+  assert not np.array_equal(take(3), take(4))
+  # Flips: R = x decreases along a row exactly in the flipped crops; about half of them.
+  red = take(3, 40).reshape(-1, 16, 16, 3)[:, 0, :, 0].astype(int)
+  assert 0.3 < np.mean(red[:, 0] > red[:, -1]) < 0.7
+
+
+def test_store_loader_resumes_at_start_batch_and_seek(tmp_path):
+  _, path = _store(tmp_path)
+  with input_lib.StoreLoader(path, 16, batch_size=2, seed=5, num_workers=0) as fresh:
+    assert fresh.batches_per_epoch == 3
+    reference = [next(fresh) for _ in range(10)]  # crosses three epoch boundaries
+  for k in (1, 3, 7):
+    with input_lib.StoreLoader(path, 16, batch_size=2, seed=5, num_workers=0,
+                               start_batch=k) as resumed:
+      assert resumed.position == k
+      for i in range(k, 10):
+        np.testing.assert_array_equal(next(resumed), reference[i])
+      assert resumed.position == 10
+  with input_lib.StoreLoader(path, 16, batch_size=2, seed=5, num_workers=0, start_batch=9) as sk:
+    sk.seek(4)
+    np.testing.assert_array_equal(next(sk), reference[4])
+    with pytest.raises(pipeline.DataError, match='seek'):
+      sk.seek(2)
+
+
+def test_store_shards_of_two_processes_are_disjoint_and_even(tmp_path):
+  _, path = _store(tmp_path, n=7)
+  shards = [store_lib.StoreBatches(path, 16, batch_size=1, seed=0, shard_index=i, shard_count=2)
+            for i in range(2)]
+  seen = []
+  for shard in shards:
+    assert shard.num_usable == 3 and shard.batches_per_epoch == 3  # 7 images: one left out
+    ids = {int(shard[b][0, 0, 0, 2]) for b in range(3 * shard.batches_per_epoch)}
+    assert len(ids) == 3  # each epoch covers the shard
+    seen.append(ids)
+  assert not seen[0] & seen[1]
+  assert seen[0] | seen[1] <= {10 * i for i in range(7)}
+  with pytest.raises(pipeline.DataError, match='shard 2 of 2'):
+    store_lib.StoreBatches(path, 16, batch_size=1, shard_index=2, shard_count=2)
+
+
+def test_store_loader_worker_processes_give_the_same_batches(tmp_path):
+  _, path = _store(tmp_path)
+  with input_lib.StoreLoader(path, 16, batch_size=2, seed=2, num_workers=0, start_batch=2) as a:
+    expected = [next(a) for _ in range(6)]
+  with input_lib.StoreLoader(path, 16, batch_size=2, seed=2, num_workers=2, start_batch=2) as b:
+    got = [next(b) for _ in range(6)]
+    assert b.position == 8
+  for e, g in zip(expected, got):
+    assert type(g) is np.ndarray  # a plain copy, not grain's shared-memory array
+    np.testing.assert_array_equal(g, e)
+
+
+def test_device_prefetcher_yields_the_same_batches_and_counts_consumed_ones(tmp_path):
+  _, path = _store(tmp_path)
+  with input_lib.StoreLoader(path, 16, batch_size=2, seed=1, num_workers=0, start_batch=3) as a:
+    expected = [next(a) for _ in range(5)]
+  for size in (0, 2):
+    with input_lib.StoreLoader(path, 16, batch_size=2, seed=1, num_workers=0,
+                               start_batch=3) as loader:
+      batches = input_lib.DevicePrefetcher(loader, jax.device_put, size)
+      assert batches.position == 3
+      for i, e in enumerate(expected):
+        got = next(batches)
+        assert isinstance(got, jax.Array)
+        np.testing.assert_array_equal(np.asarray(got), e)
+        assert batches.position == 3 + i + 1  # what a checkpoint stores
+        assert loader.position == 3 + i + 1 + size  # the loader runs `size` ahead
+  # A finite source: the queued batches still come out.
+  assert [int(x) for x in input_lib.DevicePrefetcher(_Counter(3), lambda v: v, 2)] == [0, 1, 2]
+
+
+class _Counter:
+  """A finite loader: 0, 1, ..., n-1."""
+
+  def __init__(self, n):
+    self.n, self.position = n, 0
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self.position == self.n:
+      raise StopIteration
+    self.position += 1
+    return self.position - 1
+
+
+def test_write_store_skips_and_counts_non_rgb_and_refuses_existing(tmp_path):
+  folder = _folder(tmp_path, n=2)
+  Image.new('L', (30, 30)).save(os.path.join(folder, 'gray.png'))
+  with open(os.path.join(folder, 'broken.png'), 'wb') as f:
+    f.write(b'\x89PNG\r\n\x1a\n' + b'\0' * 40)
+  path = str(tmp_path / 'store')
+  with pytest.warns(UserWarning, match='skipped 2 of 4'):
+    stats = store_lib.write_store(pipeline.list_images(folder), path)
+  assert stats['num_images'] == 2 and stats['skipped'] == {'not_rgb': 1, 'unreadable': 1}
+  assert store_lib.is_store(path) and not store_lib.is_store(folder)
+  assert store_lib.ImageStore(path).skipped == stats['skipped']
+  with pytest.raises(pipeline.DataError, match='already exists'):
+    store_lib.write_store(pipeline.list_images(folder), path)
+
+
+def test_damaged_store_and_too_small_crops_are_one_line_data_errors(tmp_path):
+  _, path = _store(tmp_path, n=2)
+  with pytest.raises(pipeline.DataError, match='no usable image'):
+    store_lib.StoreBatches(path, 64, batch_size=1)
+  with open(os.path.join(path, store_lib.PIXELS_FILE), 'r+b') as f:
+    f.truncate(100)
+  with pytest.raises(pipeline.DataError, match='incomplete or damaged'):
+    store_lib.ImageStore(path)
+  with pytest.raises(pipeline.DataError, match='not an image store'):
+    store_lib.ImageStore(str(tmp_path))
+
+
+def test_make_loader_picks_the_store_or_the_folders(tmp_path):
+  folder, path = _store(tmp_path)
+  tcfg = TrainConfig(crop_size=16, num_workers=0)
+  with input_lib.make_loader(tcfg, folder, 2) as loader:
+    assert isinstance(loader, pipeline.CropLoader)
+  with input_lib.make_loader(tcfg, path, 2, start_batch=4) as loader:  # --data_dir=STORE
+    assert isinstance(loader, input_lib.StoreLoader) and loader.position == 4
+  store_cfg = TrainConfig(crop_size=16, num_workers=0, data_store=path)
+  with input_lib.make_loader(store_cfg, None, 2, process_index=1, process_count=2) as loader:
+    assert isinstance(loader, input_lib.StoreLoader) and loader.num_usable == 3
+  with pytest.raises(pipeline.DataError, match='not an image store'):
+    input_lib.make_loader(TrainConfig(data_store=folder), None, 2)
+  with pytest.raises(pipeline.DataError, match='no training data'):
+    input_lib.make_loader(TrainConfig(), None, 2)
+  assert input_lib.resolve_workers(-1) == os.cpu_count() and input_lib.resolve_workers(3) == 3
+
+
+def test_prepare_store_launcher_writes_a_store_and_refuses_to_overwrite(tmp_path, capsys):
+  folder = _folder(tmp_path, n=3)
+  dst = str(tmp_path / 'st')
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}') == 0
+  assert '3 of 3 images' in capsys.readouterr().out and len(store_lib.ImageStore(dst)) == 3
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}') == 1
+  assert 'exists' in capsys.readouterr().err
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}',
+                            '--replace') == 0
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={folder}',
+                            '--replace') == 1
+  assert 'not a store' in capsys.readouterr().err
+
+
+def test_bench_input_prints_crops_per_second_and_cpu_per_crop(tmp_path, capsys):
+  folder = _folder(tmp_path, n=4)
+  assert launchers.run_main('bench_input', f'--data_dir={folder}', '--crop_size=16', '--batch_size=2',
+                            '--seconds=0.2', '--rounds=1', '--loaders=png,store_inline') == 0
+  out = capsys.readouterr().out
+  rows = {line.split()[0]: line.split() for line in out.splitlines()
+          if line.split() and line.split()[0] in ('png', 'store_inline')}
+  assert set(rows) == {'png', 'store_inline'}, out
+  assert float(rows['store_inline'][2]) > 0 and float(rows['store_inline'][3]) > 0
+  assert rows['png'][-2:] == ['1.0x', 'less'] and rows['store_inline'][-1] == 'less'
