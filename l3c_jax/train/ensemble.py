@@ -56,18 +56,19 @@ def create_states(cfg, tx: optax.GradientTransformation, seeds: Sequence[int],
 
 
 def make_sweep_step(cfg, tx: optax.GradientTransformation, num_members: int,
-                    mode: str = "auto") -> Callable:
+                    mode: str = "auto", dtype: Optional[str] = None) -> Callable:
   """Returns step(states, x, scale_weights [N, S], soft_sigmas [N], active [N] bool = all)
   -> (states, metrics [N]).
 
   All members see the same batch x. A member with active False keeps its whole state (step
   counter included) and reports zero metrics. Not jitted; wrap it in `jax.jit`.
+  dtype: the compute dtype name (`step_lib.train_step`).
   """
   if mode == "auto":
     mode = default_mode()
 
   def member(state, x, w, sigma, act):
-    new, metrics = step_lib.train_step(state, x, cfg, tx, w, sigma)
+    new, metrics = step_lib.train_step(state, x, cfg, tx, w, sigma, dtype)
     new = jax.tree_util.tree_map(lambda a, b: jnp.where(act, a, b), new, state)
     return new, {k: jnp.where(act, v, 0.0) for k, v in metrics.items()}
 
@@ -121,13 +122,14 @@ def pad_members(tree, padded: int):
 
 
 def make_sharded_sweep_step(cfg, tx: optax.GradientTransformation, mesh: Mesh,
-                            members_per_device: int, mode: str = "auto") -> Callable:
+                            members_per_device: int, mode: str = "auto",
+                            dtype: Optional[str] = None) -> Callable:
   """`make_sweep_step` with the member axis split over `mesh`'s 'members' axis (shard_map).
 
   Arguments as make_sweep_step's with N = members_per_device x mesh size (active required);
   states, scale weights, sigmas and active sharded over 'members', x replicated. Each device
   runs its members' step; there is no communication. Not jitted; wrap it in `jax.jit`.
   """
-  local = make_sweep_step(cfg, tx, members_per_device, mode)
+  local = make_sweep_step(cfg, tx, members_per_device, mode, dtype)
   m, r = PartitionSpec("members"), PartitionSpec()
   return jax.shard_map(local, mesh=mesh, in_specs=(m, r, m, m, m), out_specs=(m, m))

@@ -211,7 +211,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
        f"skipped {loader.num_skipped}; batches/epoch: {loader.batches_per_epoch}")
   state = replicate(state, mesh)
   weights = jnp.asarray(tcfg.scale_weights, jnp.float32) if tcfg.scale_weights else None
-  p_train = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, weights),
+  p_train = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, weights,
+                                                     dtype=tcfg.compute_dtype),
                     donate_argnums=(0,))
   p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, cfg))
   writer = MetricsWriter(workdir)

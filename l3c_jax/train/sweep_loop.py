@@ -179,7 +179,8 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
   ws = put_members(jnp.asarray(members["scale_weights"], jnp.float32))
   sigmas = put_members(jnp.asarray(members["soft_sigmas"], jnp.float32))
   active = put_active()
-  p_train = jax.jit(ensemble.make_sharded_sweep_step(cfg, tx, mesh, k, mode),
+  p_train = jax.jit(ensemble.make_sharded_sweep_step(cfg, tx, mesh, k, mode,
+                                                    tcfg.compute_dtype),
                     donate_argnums=(0,))
   data_mesh = loop.make_mesh()  # validation: one member at a time, batch over all devices
   p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, cfg))
