@@ -104,31 +104,42 @@ CHECKPOINT = 2  # a timed checkpoint is due (process 0's clock decides)
 class Agreement:
   """Flags that all processes must act on at the same step, agreed without stalling the devices.
 
-  With one process, the flags are the local ones, at once. With several, each step puts every
-  process's flags onto its devices and dispatches a max over all devices (a tiny all-reduce,
-  asynchronous like the step); the result of the reduction dispatched at step s is read at step
-  s + lag, when the devices have finished it, so the host never waits for the step it just
-  dispatched and every process reads the same value at the same step.
+  With one process, the flags are the local ones, at once. With several, every process puts its
+  flags onto its devices as an input of the step (`offer`); the step's own program returns their
+  max over all devices (`reduce`, inside the jitted step: a separate program's all-reduce could
+  run concurrently with the step's on the CPU backend and pair up with the wrong collective);
+  that result of the step dispatched at step s is read at step s + lag (`record`), when the
+  devices have finished it, so the host never waits for the step it just dispatched and every
+  process reads the same value after the same step.
   """
 
   def __init__(self, mesh: Mesh, lag: int = 2):
-    self._multi = jax.process_count() > 1
+    self.multi = jax.process_count() > 1
     self._lag = max(1, int(lag))
     self._pending = collections.deque()
-    if self._multi:
+    if self.multi:
       self._sharding = NamedSharding(mesh, PartitionSpec("data"))
       self._num_devices = len(mesh.devices.flat)
       self._num_local = len([d for d in mesh.devices.flat
                              if d.process_index == jax.process_index()])
-      self._reduce = jax.jit(jnp.max, out_shardings=NamedSharding(mesh, PartitionSpec()))
 
-  def __call__(self, step: int, flags: int) -> Tuple[int, int]:
-    """Offers this process's flags at `step`; returns (agreed flags, step they were offered at)."""
-    if not self._multi:
-      return flags, step
+  def offer(self, flags: int) -> Optional[jax.Array]:
+    """This process's flags as the step's input: int32 [num_devices] (None with one process)."""
+    if not self.multi:
+      return None
     local = np.full((self._num_local,), flags, np.int32)
-    arr = jax.make_array_from_process_local_data(self._sharding, local, (self._num_devices,))
-    self._pending.append((step, self._reduce(arr)))
+    return jax.make_array_from_process_local_data(self._sharding, local, (self._num_devices,))
+
+  @staticmethod
+  def reduce(offered: Optional[jax.Array]) -> Optional[jax.Array]:
+    """Inside the jitted step: the max of every process's flags (None with one process)."""
+    return None if offered is None else jnp.max(offered)
+
+  def record(self, step: int, flags: int, reduced: Optional[jax.Array]) -> Tuple[int, int]:
+    """After the step offered at `step`: (agreed flags, the step they were offered at)."""
+    if not self.multi:
+      return flags, step
+    self._pending.append((step, reduced))
     if len(self._pending) <= self._lag:
       return 0, step
     offered, value = self._pending.popleft()

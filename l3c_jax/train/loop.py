@@ -216,14 +216,20 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   log(layout.describe() + (f"; {len(layout.rows)} rows made by each of the {nproc} processes"
                            if nproc > 1 else ""))
   weights = jnp.asarray(tcfg.scale_weights, jnp.float32) if tcfg.scale_weights else None
-  if layout.padding:
-    # A constant of the compiled step: row j of the padded batch weighs 1 if j < batch_size.
-    rows_weight = lambda: (jnp.arange(layout.padded_size) < tcfg.batch_size).astype(jnp.float32)
-  else:
-    rows_weight = lambda: None  # the unweighted sum, as before padding existed
-  p_train = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, weights,
-                                                     example_weights=rows_weight()),
-                    donate_argnums=(0,))
+  # Row j of the padded batch weighs 1 if j < batch_size: one array on the devices, laid out
+  # like the batches, passed to every step; None (no padding): the unweighted sum of before.
+  row_weights = (distributed.shard(layout.weights(), layout, mesh) if layout.padding
+                 else None)
+  # Stop and timed checkpoints: decided by all processes together (one process's signal or
+  # clock must not make it save or stop alone: orbax saves collectively, and the steps are
+  # collectives too); with several processes the step reduces every process's flags.
+  agreement = distributed.Agreement(mesh)
+
+  def _step(s, x, w, flags):
+    s, m = step_lib.train_step(s, x, cfg, tx, weights, example_weights=w)
+    return s, m, agreement.reduce(flags)
+
+  p_train = jax.jit(_step, donate_argnums=(0,))
   p_eval = jax.jit(lambda p, x, w: step_lib.eval_step(p, x, cfg, w))
   writer = MetricsWriter(workdir) if primary else None
 
@@ -262,10 +268,6 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   # checkpoint stores) counts the batches the steps took, not those in flight.
   batches = input_lib.DevicePrefetcher(loader, lambda b: distributed.shard(b, layout, mesh),
                                        tcfg.device_prefetch)
-  # Stop and timed checkpoints: decided by all processes together (one process's signal or
-  # clock must not make it save or stop alone: orbax saves collectively, and the steps are
-  # collectives too).
-  agreement = distributed.Agreement(mesh)
   # A clean end (steps done, agreed stop, divergence seen by all) checkpoints on the way out;
   # with several processes, an error on one of them cannot, the others are not saving with it.
   ending_together = nproc == 1
@@ -285,13 +287,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
       if (primary and tcfg.checkpoint_every_minutes > 0 and
           time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes):
         flags |= distributed.CHECKPOINT
-      agreed, offered = agreement(step, flags)
-      if agreed & distributed.STOP:
-        if nproc > 1:
-          log(f"step {step}: a process asked to stop; all checkpoint and stop here")
+      if flags & distributed.STOP and not agreement.multi:
         break
       batch = next(batches)
-      state, metrics = p_train(state, batch)
+      state, metrics, reduced = p_train(state, batch, row_weights, agreement.offer(flags))
+      agreed, offered = agreement.record(step, flags, reduced)
       acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
       acc_n += 1
       step += 1
@@ -345,6 +345,9 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
         save(step)
         last_saved, t_ckpt = step, time.time()
         t_mark = t_ckpt
+      if agreed & distributed.STOP:  # several processes: every one breaks after this step
+        log(f"step {step}: a process asked to stop; all checkpoint and stop here")
+        break
     ending_together = True
   finally:
     if step != last_saved and ending_together:
