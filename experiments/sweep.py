@@ -79,7 +79,8 @@ def main(argv):
   tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
   states = ensemble.create_states(cfg, tx, m["seeds"], m["lr_scales"])
   mode = ensemble.default_mode() if FLAGS.sweep_mode == "auto" else FLAGS.sweep_mode
-  step = jax.jit(ensemble.make_sweep_step(cfg, tx, n, mode), donate_argnums=(0,))
+  step = jax.jit(ensemble.make_sweep_step(cfg, tx, n, mode, tcfg.compute_dtype),
+                 donate_argnums=(0,))
   ws = jnp.asarray(m["scale_weights"], jnp.float32)
   sigmas = jnp.asarray(m["soft_sigmas"], jnp.float32)
   os.makedirs(FLAGS.workdir, exist_ok=True)

@@ -59,20 +59,23 @@ def step_bits(config, step: plan_lib.Step, head: jax.Array, values: jax.Array) -
   return -lp / LN2
 
 
-def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None
-              ) -> Tuple[Dict[str, jax.Array], Dict[str, jax.Array]]:
+def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None,
+              dtype=None) -> Tuple[Dict[str, jax.Array], Dict[str, jax.Array]]:
   """Per-symbol bits of every HEAD step and total bits of every UNIFORM step.
 
   Args:
     x: [B, H, W, 3] float32 pixels 0..255, H and W multiples of 2^S.
     train: straight-through quantization of learned latents.
     soft_sigma: quantizer sigma overriding the config's (may be traced).
+    dtype: compute dtype of the network's convs (`families.module`; None: float32). The head
+      parameters are float32 whatever it is, and so is everything from here on (the mixture
+      likelihood, the bits and their sums).
   Returns:
     (maps, uniform): maps {HEAD step name: [B, h, w, C] bits}; uniform {UNIFORM step name:
     scalar bits}.
   """
   family = families.get(config)
-  run = families.runner(config, params)
+  run = families.runner(config, params, dtype=dtype)
   targets = family.targets(config, run, x, train=train, soft_sigma=soft_sigma)
   heads = plan_lib.teacher_forced_heads(family, config, run, targets)
   maps, uniform = {}, {}
@@ -81,22 +84,27 @@ def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None
     if step.prior == plan_lib.UNIFORM:
       uniform[step.name] = jnp.asarray(uniform_bits(config, step, symbols.size), jnp.float32)
     else:
-      maps[step.name] = step_bits(config, step, heads[step.name], values)
+      head = heads[step.name]
+      if dtype is not None:  # float32 already (the heads' last conv); made certain here
+        head, values = head.astype(jnp.float32), values.astype(jnp.float32)
+      maps[step.name] = step_bits(config, step, head, values)
   return maps, uniform
 
 
 def bits_per_group(config, params, x: jax.Array, train: bool = False, soft_sigma=None,
-                   example_weights: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+                   dtype=None, example_weights: Optional[jax.Array] = None
+                   ) -> Dict[str, jax.Array]:
   """Total bits of each group of the plan, finest first: 'x', then 'z1', ... (or 'x1', ...).
 
   The coarsest group (uniform prior) comes last, as in the training metrics.
 
   Args:
+    dtype: as in `plan_bits`.
     example_weights: optional [B] weight of each image in the totals (0 for the padding rows
       of a batch padded to a multiple of the device count, `train/distributed.py`); None sums
       the batch as it is.
   """
-  maps, uniform = plan_bits(config, params, x, train, soft_sigma)
+  maps, uniform = plan_bits(config, params, x, train, soft_sigma, dtype)
   w = example_weights
 
   def head_total(m):
@@ -163,7 +171,7 @@ def _bit_maps_jit(config, params, x):
 
 def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = None,
                  scale_weights: Optional[Sequence[float]] = None, train: bool = False,
-                 soft_sigma=None, example_weights: Optional[jax.Array] = None):
+                 soft_sigma=None, dtype=None, example_weights: Optional[jax.Array] = None):
   """The training loss and the reported bpsp per group.
 
   Every group is normalized by the number of RGB sub-pixels B*3*H*W of the input (not by its own
@@ -175,6 +183,7 @@ def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = No
     num_subpixels: denominator; defaults to B*3*H*W (pass the unpadded count for padded images).
     scale_weights: optional weights of the predicted groups in the loss, finest first ('x',
       then 'z1' / 'x1', ...) (ablations); None = 1.
+    dtype: compute dtype of the network's convs (`plan_bits`); the loss is float32.
     example_weights: optional [B] weights of the images (0: a padding row, left out of the
       bits and of the sub-pixel count, so loss and metrics are those of the other rows).
   Returns:
@@ -184,7 +193,7 @@ def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = No
   n = num_subpixels if num_subpixels is not None else b * 3 * h * w
   if example_weights is not None:
     n = jnp.sum(example_weights) * (3 * h * w)
-  bits = bits_per_group(config, params, x, train, soft_sigma, example_weights)
+  bits = bits_per_group(config, params, x, train, soft_sigma, dtype, example_weights)
   metrics = {f"bpsp_{k}": v / n for k, v in bits.items()}
   predicted = list(bits)[:-1]  # the last (coarsest) group has the uniform prior
   weights = scale_weights if scale_weights is not None else [1.0] * len(predicted)

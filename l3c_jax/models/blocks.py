@@ -4,7 +4,7 @@ E^(s) `Encoder`, D^(s) `Decoder`, the atrous `ProbHead`, the four-phase `PhaseHe
 phases of an image, the bicubic x0.5 pyramid step, and the post-processing of RGB heads.
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -24,15 +24,20 @@ def input_normalization(exact: bool = False):
 
 
 class Encoder(nn.Module):
-  """E^(s) after its input conv: 5x5/2 downsampling, EDSR body with skip, 1x1 bottleneck."""
+  """E^(s) after its input conv: 5x5/2 downsampling, EDSR body with skip, 1x1 bottleneck.
+
+  dtype: compute dtype of the convs (`layers.Conv`; None = float32).
+  """
   config: "object"
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, e_in):
     c = self.config
-    d = layers.Conv(c.num_channels, 5, stride=2, name="down")(e_in)
-    feat = layers.ResBody(c.num_channels, c.num_res_blocks, name="body")(d)   # F^(s)
-    y = layers.Conv(c.latent_channels, 1, name="to_latent")(feat)
+    d = layers.Conv(c.num_channels, 5, stride=2, dtype=self.dtype, name="down")(e_in)
+    feat = layers.ResBody(c.num_channels, c.num_res_blocks, dtype=self.dtype,
+                          name="body")(d)   # F^(s)
+    y = layers.Conv(c.latent_channels, 1, dtype=self.dtype, name="to_latent")(feat)
     return feat, y
 
 
@@ -41,51 +46,77 @@ class Decoder(nn.Module):
 
   in_range_log2: exact form only, inputs z are clipped to [-2^r, 2^r] (raw pixel inputs of
   the paper's RGB baselines need r = 8; normalized pixels and latents 4).
+  dtype: compute dtype of the float convs (`layers.Conv`; None = float32).
   """
   config: "object"
   in_range_log2: int = 4
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, z, f_above: Optional[jax.Array]):
     c = self.config
     exact = c.exact
     h = layers.Conv(c.num_channels, 1, exact=exact, range_log2=self.in_range_log2,
-                    name="head")(z)
+                    dtype=self.dtype, name="head")(z)
     if f_above is not None:
       h = h + f_above
-    g = layers.ResBody(c.num_channels, c.num_res_blocks, exact, name="body")(h)
+    g = layers.ResBody(c.num_channels, c.num_res_blocks, exact, self.dtype, name="body")(h)
     return layers.pixel_shuffle(layers.Conv(4 * c.num_channels, 3, exact=exact,
-                                            name="upsample")(g))
+                                            dtype=self.dtype, name="upsample")(g))
 
 
 class ProbHead(nn.Module):
-  """Atrous probability classifier: 3x3 convs at dilation 1, 2, 4 in parallel, concat, 1x1."""
+  """Atrous probability classifier: 3x3 convs at dilation 1, 2, 4 in parallel, concat, 1x1.
+
+  dtype: compute dtype of the atrous convs (None = float32). The final 1x1 conv, which gives
+  the mixture parameters, always computes in float32 (`float32_out`).
+  """
   num_channels: int
   out_channels: int
   exact: bool = False
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, f):
     branches = [layers.Conv(self.num_channels, 3, dilation=r, exact=self.exact,
-                            name=f"atrous{r}")(f) for r in (1, 2, 4)]
+                            dtype=self.dtype, name=f"atrous{r}")(f) for r in (1, 2, 4)]
+    h = jnp.concatenate(branches, axis=-1)
     return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6,
-                       name="out")(jnp.concatenate(branches, axis=-1))
+                       name="out")(float32_out(h, self.dtype))
 
 
 class PhaseHead(nn.Module):
   """Head of one pixel phase: two 3x3 convs on D^(s)'s features at the phase's positions,
-  concatenated with the earlier phases' pixels, then a 1x1 to the mixture params."""
+  concatenated with the earlier phases' pixels, then a 1x1 to the mixture params.
+
+  dtype: compute dtype of the 3x3 convs (None = float32); the 1x1 to the mixture parameters
+  always computes in float32 (`float32_out`).
+  """
   num_channels: int
   out_channels: int
   exact: bool = False
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, f, ctx: Optional[jax.Array]):
     h = f if ctx is None else jnp.concatenate([f, ctx], axis=-1)
-    h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, name="ctx")(h))
+    h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, dtype=self.dtype,
+                            name="ctx")(h))
     h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, range_log2=5,
-                            name="mid")(h))
-    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6, name="out")(h)
+                            dtype=self.dtype, name="mid")(h))
+    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6,
+                       name="out")(float32_out(h, self.dtype))
+
+
+def float32_out(h: jax.Array, dtype) -> jax.Array:
+  """The input of a head's last (1x1) conv: float32, so the mixture parameters are computed and
+  returned in float32 whatever the compute dtype of the layers before (mixed precision keeps the
+  likelihood, and the layer that produces its parameters, in float32: bfloat16's 8-bit mantissa
+  would round a mean of 200 grey levels to a multiple of 1, the width of a pixel bin).
+
+  With dtype None (float32 compute) h is returned as it is, so that path is unchanged.
+  """
+  return h if dtype is None else h.astype(jnp.float32)
 
 
 def rgb_head_channels(num_mixtures: int) -> int:

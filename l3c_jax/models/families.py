@@ -100,9 +100,15 @@ def config_from_dict(d: Dict[str, Any]):
   return cls(**d)
 
 
-def module(config):
-  """The Flax module of a config's family."""
-  return get(config).module(config)
+def module(config, dtype=None):
+  """The Flax module of a config's family.
+
+  dtype: compute dtype of its float convs (training's mixed precision, e.g. jnp.bfloat16);
+  None (float32) is the only one for coding: parameters are float32 either way.
+  """
+  if dtype is None:
+    return get(config).module(config)
+  return get(config).module(config, dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,9 +117,14 @@ def plan(config):
   return get(config).plan(config)
 
 
-def runner(config, params, jit: bool = False) -> plan_lib.Runner:
-  """A `plan.Runner` of the config's module with these parameters."""
-  return plan_lib.Runner(module(config), params, jit=jit)
+def runner(config, params, jit: bool = False, dtype=None) -> plan_lib.Runner:
+  """A `plan.Runner` of the config's module with these parameters.
+
+  dtype: compute dtype (`module`); the jitted runner (the codec's) computes in float32 only.
+  """
+  if jit and dtype is not None:
+    raise ValueError("the jitted (codec) runner computes in float32; dtype is for training")
+  return plan_lib.Runner(module(config, dtype), params, jit=jit)
 
 
 def init_params(config, rng: jax.Array, image_size: int = 16):

@@ -126,16 +126,23 @@ class L3C(nn.Module):
     encode(x, train): encoders only -> (symbols, z) tuples.
     decode_scale(s, z_s, f_above): D^(s) and head s -> (f^(s), head params). The codec runs
       only this network function (encoder and decoder side alike).
+
+  dtype: compute dtype of the encoders', decoders' and heads' float convs (training's mixed
+  precision, `TrainConfig.compute_dtype`); None, the default and what the codec uses: float32.
+  The input normalization, the quantizer (its levels are float32) and the heads' last conv
+  compute in float32 either way, so head parameters are float32.
   """
   config: L3CConfig
+  dtype: Optional[Any] = None
 
   def setup(self):
     c = self.config
+    dt = self.dtype
     self.input_shift, self.input_scale = blocks.input_normalization()
-    self.enc_inputs = [layers.Conv(c.num_channels, 3) for _ in range(c.num_scales)]
-    self.encoders = [blocks.Encoder(c) for _ in range(c.num_scales)]
-    self.decoders = [blocks.Decoder(c) for _ in range(c.num_scales)]
-    self.prob_heads = [blocks.ProbHead(c.num_channels, head_channels(c, s), c.exact)
+    self.enc_inputs = [layers.Conv(c.num_channels, 3, dtype=dt) for _ in range(c.num_scales)]
+    self.encoders = [blocks.Encoder(c, dt) for _ in range(c.num_scales)]
+    self.decoders = [blocks.Decoder(c, dtype=dt) for _ in range(c.num_scales)]
+    self.prob_heads = [blocks.ProbHead(c.num_channels, head_channels(c, s), c.exact, dt)
                        for s in range(1, c.num_scales + 1)]
 
   def levels(self) -> jax.Array:
@@ -202,8 +209,8 @@ class L3CFamily(plan_lib.Family):
   name = "l3c"
   config_cls = L3CConfig
 
-  def module(self, config: L3CConfig) -> nn.Module:
-    return L3C(config)
+  def module(self, config: L3CConfig, dtype=None) -> nn.Module:
+    return L3C(config, dtype)
 
   def plan(self, config: L3CConfig) -> Tuple[plan_lib.Step, ...]:
     s_top = config.num_scales

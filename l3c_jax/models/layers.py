@@ -1,6 +1,6 @@
 """Convolutions with L3C-PyTorch's padding and initialization, ResBlocks, sub-pixel upsampling."""
 
-from typing import Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -88,6 +88,10 @@ class Conv(nn.Module):
 
   With exact=True the layer computes in exact fixed point (`fixed_point.fixed_point_conv`):
   inputs clipped to [-2^range_log2, 2^range_log2] on their grid, same parameters.
+
+  dtype: the float layer's compute dtype (flax's `dtype`: inputs and kernel are cast to it, the
+  output has it; parameters stay float32). None (the default): float32 computation, as before
+  the option existed. The exact form ignores it (its arithmetic is exact by construction).
   """
   features: int
   kernel_size: int = 3
@@ -95,6 +99,7 @@ class Conv(nn.Module):
   dilation: int = 1
   exact: bool = False
   range_log2: int = 4
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -114,6 +119,7 @@ class Conv(nn.Module):
         kernel_init=torch_kernel_init,
         bias_init=_torch_bias_init(fan_in),
         conv_general_dilated=_conv_general_dilated_1x1 if self.kernel_size == 1 else None,
+        dtype=self.dtype,
         name="conv")(x)
 
 
@@ -141,29 +147,32 @@ class AffineConv1x1(nn.Module):
 
 
 class ResBlock(nn.Module):
-  """EDSR residual block: x + conv(relu(conv(x))), no normalization."""
+  """EDSR residual block: x + conv(relu(conv(x))), no normalization. dtype: as `Conv`'s."""
   features: int
   exact: bool = False
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, x):
-    h = Conv(self.features, 3, exact=self.exact, name="conv0")(x)
-    h = Conv(self.features, 3, exact=self.exact, name="conv1")(nn.relu(h))
+    h = Conv(self.features, 3, exact=self.exact, dtype=self.dtype, name="conv0")(x)
+    h = Conv(self.features, 3, exact=self.exact, dtype=self.dtype, name="conv1")(nn.relu(h))
     return x + h
 
 
 class ResBody(nn.Module):
-  """`num_blocks` ResBlocks, a final 3x3 conv and a global skip (EDSR body)."""
+  """`num_blocks` ResBlocks, a final 3x3 conv and a global skip (EDSR body). dtype: as
+  `Conv`'s."""
   features: int
   num_blocks: int
   exact: bool = False
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, x):
     h = x
     for b in range(self.num_blocks):
-      h = ResBlock(self.features, self.exact, name=f"block{b}")(h)
-    return x + Conv(self.features, 3, exact=self.exact, name="final")(h)
+      h = ResBlock(self.features, self.exact, self.dtype, name=f"block{b}")(h)
+    return x + Conv(self.features, 3, exact=self.exact, dtype=self.dtype, name="final")(h)
 
 
 def pixel_shuffle(x: jax.Array, factor: int = 2) -> jax.Array:

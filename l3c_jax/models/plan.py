@@ -131,8 +131,9 @@ class Family:
   name: str = ""
   config_cls: type = type(None)
 
-  def module(self, config) -> nn.Module:
-    """The Flax module of this family for `config`."""
+  def module(self, config, dtype=None) -> nn.Module:
+    """The Flax module of this family for `config`; dtype: compute dtype of its float layers
+    (None: float32; see `families.module`)."""
     raise NotImplementedError
 
   def plan(self, config) -> Tuple[Step, ...]:

@@ -123,21 +123,26 @@ class RGBPyramid(nn.Module):
       phased).
     phase_head(s, p, f_s, x_coarse, known): head params of phase p of x^(s-1).
     __call__(x): every head on the true pyramid (used to initialize the parameters).
+
+  dtype: compute dtype of the decoders' and heads' float convs (as `l3c.L3C`'s; None =
+  float32, what the codec uses); head parameters are float32 either way.
   """
   config: Any
+  dtype: Optional[Any] = None
 
   def setup(self):
     c = self.config
+    dt = self.dtype
     self.input_shift, self.input_scale = blocks.input_normalization(c.exact)
     # Raw decoder inputs x - 255 * mean reach +-141 (exact form: clip range 2^8).
-    self.decoders = [blocks.Decoder(c, 4 if c.residual_means else 8)
+    self.decoders = [blocks.Decoder(c, 4 if c.residual_means else 8, dt)
                      for _ in range(c.num_scales)]
     out = blocks.rgb_head_channels(c.num_mixtures)
     if c.phased:  # entry 4 * (s - 1) + p: phase p of scale s
-      self.phase_heads = [blocks.PhaseHead(c.num_channels, out, c.exact)
+      self.phase_heads = [blocks.PhaseHead(c.num_channels, out, c.exact, dt)
                           for _ in range(c.num_scales) for _ in blocks.PHASES]
     else:
-      self.prob_heads = [blocks.ProbHead(c.num_channels, out, c.exact)
+      self.prob_heads = [blocks.ProbHead(c.num_channels, out, c.exact, dt)
                          for _ in range(c.num_scales)]
 
   def encode(self, x: jax.Array) -> Tuple[jax.Array, ...]:
@@ -219,8 +224,8 @@ class RGBPyramidFamily(plan_lib.Family):
     self.name = name
     self.config_cls = config_cls
 
-  def module(self, config) -> nn.Module:
-    return RGBPyramid(config)
+  def module(self, config, dtype=None) -> nn.Module:
+    return RGBPyramid(config, dtype)
 
   def plan(self, config) -> Tuple[plan_lib.Step, ...]:
     s_top = config.num_scales

@@ -65,6 +65,12 @@ class TrainConfig:
     init_from: a model folder (`l3c_jax.model_io` format, e.g. WORKDIR/model of another run or
       the shipped default) whose parameters initialize a new run wherever name and shape match
       (warm start / fine-tuning); the rest keeps its fresh init. Ignored when resuming.
+    compute_dtype: 'float32' (the default) or 'bfloat16': mixed precision, the encoders',
+      decoders' and heads' convs compute in bfloat16 while parameters, gradients, optimizer
+      state, the heads' last conv (the mixture parameters), the likelihood and the loss stay
+      float32. For accelerators; a training option only (exported models are float32
+      parameters, and the codec always computes in float32 or exactly). Exact layers
+      (`--model.exact`) ignore it.
   """
   crop_size: int = 128
   batch_size: int = 30
@@ -93,6 +99,12 @@ class TrainConfig:
   scale_weights: Tuple[float, ...] = ()
   pixel_head_init: bool = False
   init_from: str = ""
+  compute_dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.compute_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', not "
+                       f"{self.compute_dtype!r}")
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

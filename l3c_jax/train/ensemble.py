@@ -9,7 +9,7 @@ Two execution modes give the same numbers:
     docs/measurements.md#training-step), so this is the CPU default.
 """
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,16 +41,17 @@ def create_states(cfg, tx: optax.GradientTransformation, seeds: Sequence[int],
 
 
 def make_sweep_step(cfg, tx: optax.GradientTransformation, num_members: int,
-                    mode: str = "auto") -> Callable:
+                    mode: str = "auto", dtype: Optional[str] = None) -> Callable:
   """Returns step(states, x, scale_weights [N, S], soft_sigmas [N]) -> (states, metrics [N]).
 
-  All members see the same batch x. Not jitted; wrap it in `jax.jit`.
+  All members see the same batch x. Not jitted; wrap it in `jax.jit`. dtype: the compute
+  dtype name (`step_lib.train_step`).
   """
   if mode == "auto":
     mode = default_mode()
 
   def member(state, x, w, sigma):
-    return step_lib.train_step(state, x, cfg, tx, w, sigma)
+    return step_lib.train_step(state, x, cfg, tx, w, sigma, dtype)
 
   if mode == "vmap":
     return jax.vmap(member, in_axes=(0, None, 0, 0))

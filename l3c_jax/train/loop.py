@@ -226,7 +226,8 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   agreement = distributed.Agreement(mesh)
 
   def _step(s, x, w, flags):
-    s, m = step_lib.train_step(s, x, cfg, tx, weights, example_weights=w)
+    s, m = step_lib.train_step(s, x, cfg, tx, weights, dtype=tcfg.compute_dtype,
+                               example_weights=w)
     return s, m, agreement.reduce(flags)
 
   p_train = jax.jit(_step, donate_argnums=(0,))

@@ -111,8 +111,24 @@ def create_train_state(cfg, tx: optax.GradientTransformation, rng: jax.Array,
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
 
 
+# TrainConfig.compute_dtype -> the network's compute dtype (`families.module`); float32 is
+# None, the model's own float32 path, so that results without the option are unchanged.
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: Optional[str]):
+  """A `TrainConfig.compute_dtype` name (or None: float32) -> the network's dtype argument."""
+  if name is None:
+    return None
+  try:
+    return COMPUTE_DTYPES[name]
+  except KeyError:
+    raise ValueError(f"unknown compute dtype {name!r} ({', '.join(COMPUTE_DTYPES)})") from None
+
+
 def loss_fn(params, x: jax.Array, cfg,
             scale_weights: Optional[Sequence[float]] = None, soft_sigma=None,
+            dtype: Optional[str] = None,
             example_weights: Optional[jax.Array] = None):
   """Training loss (the bpsp of every step of the coding plan with a head) and metrics.
 
@@ -121,26 +137,32 @@ def loss_fn(params, x: jax.Array, cfg,
     x: [B, H, W, 3] pixels 0..255 (uint8 or float32), H, W multiples of 2^S.
     scale_weights: optional [S] per-group loss weights, finest first (ablations); may be traced.
     soft_sigma: optional quantizer sigma overriding cfg.soft_sigma; may be traced.
+    dtype: compute dtype name of the network's convs (`TrainConfig.compute_dtype`; None:
+      float32). Parameters, head outputs, the likelihood and the loss are float32 regardless.
     example_weights: optional [B] image weights: 0 leaves a row out (the padding of a batch
       padded to a multiple of the device count, train/distributed.py); None: every row counts.
   """
   x = x.astype(jnp.float32)
   return losses.bpsp_metrics(cfg, params, x, scale_weights=scale_weights, train=True,
-                             soft_sigma=soft_sigma, example_weights=example_weights)
+                             soft_sigma=soft_sigma, dtype=compute_dtype(dtype),
+                             example_weights=example_weights)
 
 
 def train_step(state: TrainState, x: jax.Array, cfg,
                tx: optax.GradientTransformation,
                scale_weights: Optional[jax.Array] = None, soft_sigma=None,
+               dtype: Optional[str] = None,
                example_weights: Optional[jax.Array] = None):
   """One RMSprop step on batch x -> (new state, metrics). Pure.
 
   scale_weights ([S]) and soft_sigma (scalar) are optional array hyper-parameters, so sweeps can
   give every member its own (see train/ensemble.py); the learning-rate scale lives in opt_state.
+  dtype: the network's compute dtype name (`TrainConfig.compute_dtype`, static; None: float32);
+  gradients, parameters and optimizer state are float32 whatever it is.
   example_weights ([B], see loss_fn) leaves padding rows out of loss, gradient and metrics.
   """
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, x, cfg, scale_weights, soft_sigma, example_weights)
+      state.params, x, cfg, scale_weights, soft_sigma, dtype, example_weights)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(metrics)
