@@ -106,9 +106,8 @@ class Agreement:
 
   With one process, the flags are the local ones, at once. With several, every process puts its
   flags onto its devices as an input of the step (`offer`); the step's own program returns their
-  max over all devices (`reduce`, inside the jitted step: a separate program's all-reduce could
-  run concurrently with the step's on the CPU backend and pair up with the wrong collective);
-  that result of the step dispatched at step s is read at step s + lag (`record`), when the
+  max over all devices (`reduce`, inside the jitted step: with a reduction program of its own
+  beside the step, a 2-process CPU run went wrong, see WORKSPACE.md, Multi-device); that result of the step dispatched at step s is read at step s + lag (`record`), when the
   devices have finished it, so the host never waits for the step it just dispatched and every
   process reads the same value after the same step.
   """
