@@ -8,6 +8,13 @@ Training data: image folders (`--data_dir`), or an image store decoded once by
 experiments/prepare_store.py (`--train.data_store=STORE`, or `--data_dir=STORE`), which costs
 ~20x less CPU per crop (docs/measurements.md#input-pipeline) and shards the images between
 processes.
+
+Several devices or hosts: the global batch (--train.batch_size) is split over all devices of all
+processes, padded to a multiple of the device count with zero-weight rows (the rule is printed at
+start). Multi-host: run the same command on every host with --multihost (on a cluster that jax
+detects: Slurm, Open MPI, TPU pods), or with --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I on each (e.g. two processes on one machine:
+--coordinator_address=127.0.0.1:12345), and a --workdir on a file system all hosts share.
 """
 
 import json
@@ -22,7 +29,14 @@ from l3c_jax.train import config as config_lib
 config_lib.define_flags()
 config_lib.define_program_flags()
 flags.adopt_module_key_flags(config_lib)  # so that --help lists --workdir, --model.*, --train.*
-flags.DEFINE_boolean("multihost", False, "Call jax.distributed.initialize() (multi-host runs).")
+flags.DEFINE_boolean("multihost", False,
+                     "Call jax.distributed.initialize() (multi-host runs); implied by the three "
+                     "flags below, which it otherwise detects from the cluster environment.")
+flags.DEFINE_string("coordinator_address", None,
+                    "Multi-host: HOST:PORT of process 0's coordinator (e.g. 127.0.0.1:12345 for "
+                    "several processes on one machine).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, 0..num_processes-1.")
 FLAGS = flags.FLAGS
 
 
@@ -36,8 +50,10 @@ def main(argv):
     print(json.dumps(config.to_dict(), sort_keys=True))
     print(f"parameters: {n}")
     return 0
-  if FLAGS.multihost:
-    jax.distributed.initialize()
+  explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  if FLAGS.multihost or any(v is not None for v in explicit):
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   from l3c_jax import compile_cache  # pylint: disable=g-import-not-at-top
   compile_cache.enable()  # shared with the CLI's; L3C_JAX_CACHE_DIR=off disables it
   if not FLAGS.workdir or not (FLAGS.data_dir or config.train.data_store):

@@ -92,18 +92,34 @@ def plan_bits(config, params, x: jax.Array, train: bool = False, soft_sigma=None
 
 
 def bits_per_group(config, params, x: jax.Array, train: bool = False, soft_sigma=None,
-                   dtype=None) -> Dict[str, jax.Array]:
+                   dtype=None, example_weights: Optional[jax.Array] = None
+                   ) -> Dict[str, jax.Array]:
   """Total bits of each group of the plan, finest first: 'x', then 'z1', ... (or 'x1', ...).
 
-  The coarsest group (uniform prior) comes last, as in the training metrics. dtype: as in
-  `plan_bits`.
+  The coarsest group (uniform prior) comes last, as in the training metrics.
+
+  Args:
+    dtype: as in `plan_bits`.
+    example_weights: optional [B] weight of each image in the totals (0 for the padding rows
+      of a batch padded to a multiple of the device count, `train/distributed.py`); None sums
+      the batch as it is.
   """
   maps, uniform = plan_bits(config, params, x, train, soft_sigma, dtype)
+  w = example_weights
+
+  def head_total(m):
+    if w is None:
+      return jnp.sum(m)
+    return jnp.sum(jnp.sum(m, axis=tuple(range(1, m.ndim))) * w)  # [B] per image, weighted
+
   bits = {}
   for group, steps in reversed(plan_lib.steps_by_group(families.plan(config)).items()):
     total = None
     for step in steps:
-      b = uniform[step.name] if step.name in uniform else jnp.sum(maps[step.name])
+      if step.name in uniform:  # the same bits for every image
+        b = uniform[step.name] if w is None else uniform[step.name] * (jnp.sum(w) / x.shape[0])
+      else:
+        b = head_total(maps[step.name])
       total = b if total is None else total + b
     bits[group] = total
   return bits
@@ -155,7 +171,7 @@ def _bit_maps_jit(config, params, x):
 
 def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = None,
                  scale_weights: Optional[Sequence[float]] = None, train: bool = False,
-                 soft_sigma=None, dtype=None):
+                 soft_sigma=None, dtype=None, example_weights: Optional[jax.Array] = None):
   """The training loss and the reported bpsp per group.
 
   Every group is normalized by the number of RGB sub-pixels B*3*H*W of the input (not by its own
@@ -168,12 +184,16 @@ def bpsp_metrics(config, params, x: jax.Array, num_subpixels: Optional[int] = No
     scale_weights: optional weights of the predicted groups in the loss, finest first ('x',
       then 'z1' / 'x1', ...) (ablations); None = 1.
     dtype: compute dtype of the network's convs (`plan_bits`); the loss is float32.
+    example_weights: optional [B] weights of the images (0: a padding row, left out of the
+      bits and of the sub-pixel count, so loss and metrics are those of the other rows).
   Returns:
     (loss, metrics): loss scalar; metrics dict with 'bpsp', 'bpsp_x', 'bpsp_z1', ... .
   """
   b, h, w, _ = x.shape
   n = num_subpixels if num_subpixels is not None else b * 3 * h * w
-  bits = bits_per_group(config, params, x, train, soft_sigma, dtype)
+  if example_weights is not None:
+    n = jnp.sum(example_weights) * (3 * h * w)
+  bits = bits_per_group(config, params, x, train, soft_sigma, dtype, example_weights)
   metrics = {f"bpsp_{k}": v / n for k, v in bits.items()}
   predicted = list(bits)[:-1]  # the last (coarsest) group has the uniform prior
   weights = scale_weights if scale_weights is not None else [1.0] * len(predicted)

@@ -1,5 +1,5 @@
 """The pre-decoded image store (l3c_jax/data/store.py) and the training input built on it
-(l3c_jax/train/input.py): store round trip, the CropLoader plan, resume, shards, worker
+(l3c_jax/train/input.py): store round trip, the CropLoader plan, resume, per-process rows, worker
 processes, device prefetch. Tiny synthetic images only."""
 
 import os
@@ -106,20 +106,26 @@ def test_store_loader_resumes_at_start_batch_and_seek(tmp_path):
       sk.seek(2)
 
 
-def test_store_shards_of_two_processes_are_disjoint_and_even(tmp_path):
-  _, path = _store(tmp_path, n=7)
-  shards = [store_lib.StoreBatches(path, 16, batch_size=1, seed=0, shard_index=i, shard_count=2)
-            for i in range(2)]
-  seen = []
-  for shard in shards:
-    assert shard.num_usable == 3 and shard.batches_per_epoch == 3  # 7 images: one left out
-    ids = {int(shard[b][0, 0, 0, 2]) for b in range(3 * shard.batches_per_epoch)}
-    assert len(ids) == 3  # each epoch covers the shard
-    seen.append(ids)
-  assert not seen[0] & seen[1]
-  assert seen[0] | seen[1] <= {10 * i for i in range(7)}
-  with pytest.raises(pipeline.DataError, match='shard 2 of 2'):
-    store_lib.StoreBatches(path, 16, batch_size=1, shard_index=2, shard_count=2)
+def test_rows_of_two_processes_make_up_the_global_batch(tmp_path):
+  """Multi-process training: each process makes only its rows of every global batch (padding
+  rows repeat real ones); together they are the 1-process batches, epochs included."""
+  folder, path = _store(tmp_path, n=7)
+  full = store_lib.StoreBatches(path, 16, batch_size=3, seed=4)
+  # Batch 3 padded to 4 rows over 2 processes: rows (0, 1) and (2, 3 -> plan row 0).
+  parts = [store_lib.StoreBatches(path, 16, batch_size=3, seed=4, rows=r)
+           for r in ((0, 1), (2, 0))]
+  crops = pipeline.CropLoader(pipeline.list_images(folder), 16, 3, seed=4, num_workers=0,
+                              rows=(2, 0))
+  for shard in parts:
+    assert shard.batches_per_epoch == full.batches_per_epoch == 2  # global: 7 // 3
+  for b in range(5):  # across epochs
+    whole = full[b]
+    np.testing.assert_array_equal(np.concatenate([parts[0][b], parts[1][b]]), whole[[0, 1, 2, 0]])
+    np.testing.assert_array_equal(next(crops), whole[[2, 0]])
+  crops.close()
+  for bad in ((), (3,), (-1, 0)):
+    with pytest.raises(pipeline.DataError, match='rows'):
+      store_lib.StoreBatches(path, 16, batch_size=3, rows=bad)
 
 
 def test_store_loader_worker_processes_give_the_same_batches(tmp_path):
@@ -204,8 +210,9 @@ def test_make_loader_picks_the_store_or_the_folders(tmp_path):
   with input_lib.make_loader(tcfg, path, 2, start_batch=4) as loader:  # --data_dir=STORE
     assert isinstance(loader, input_lib.StoreLoader) and loader.position == 4
   store_cfg = TrainConfig(crop_size=16, num_workers=0, data_store=path)
-  with input_lib.make_loader(store_cfg, None, 2, process_index=1, process_count=2) as loader:
-    assert isinstance(loader, input_lib.StoreLoader) and loader.num_usable == 3
+  with input_lib.make_loader(store_cfg, None, 2, rows=(1,)) as loader:
+    assert isinstance(loader, input_lib.StoreLoader) and loader.num_usable == 7
+    assert next(loader).shape == (1, 16, 16, 3)
   with pytest.raises(pipeline.DataError, match='not an image store'):
     input_lib.make_loader(TrainConfig(data_store=folder), None, 2)
   with pytest.raises(pipeline.DataError, match='no training data'):

@@ -157,6 +157,16 @@ def batch_plan(seed: int, batch_index: int, batches_per_epoch: int, num_images: 
   return [(perm, (start + t) % num_images, uniforms[t]) for t in range(batch_size)]
 
 
+def check_rows(rows: Optional[Sequence[int]], batch_size: int) -> Tuple[int, ...]:
+  """The rows a loader makes of each batch: all by default; each in [0, batch_size)."""
+  if rows is None:
+    return tuple(range(batch_size))
+  rows = tuple(int(r) for r in rows)
+  if not rows or min(rows) < 0 or max(rows) >= batch_size:
+    raise DataError(f'rows must be a non-empty selection of 0..{batch_size - 1}, got {rows}')
+  return rows
+
+
 def crop_window(u: np.ndarray, height: int, width: int, crop: int,
                 flip: bool = True) -> Tuple[int, int, bool]:
   """(y, x, flipped) of the crop that the uniforms `u` = (u_x, u_y, u_flip) pick in an image."""
@@ -173,13 +183,15 @@ class CropLoader:
     num_skipped: skip reason ('too_small', 'not_rgb', 'unreadable') -> count.
     batches_per_epoch: num_usable // batch_size (at least 1; with fewer images than a batch, an epoch
       is one batch that repeats images with different crops).
+    rows: the rows of each planned batch this loader makes (all, by default).
     position: index of the next batch to be produced (= start_batch + batches produced so far);
       store it in checkpoints and pass it back as `start_batch` to resume.
   """
 
   def __init__(self, paths, crop_size: int, batch_size: int, seed: int = 0, flip: bool = True,
                num_workers: int = 2, start_batch: int = 0, min_size: Optional[int] = None,
-               prefetch_batches: int = 2, cache: bool = False):
+               prefetch_batches: int = 2, cache: bool = False,
+               rows: Optional[Sequence[int]] = None):
     """Scans image headers (no decoding) and starts the worker threads.
 
     Args:
@@ -193,6 +205,9 @@ class CropLoader:
       min_size: skip images whose shorter side is below max(crop_size, min_size).
       prefetch_batches: batches decoded ahead of the consumer.
       cache: keep decoded images in memory (worth it for small pools that are read every epoch).
+      rows: make only these rows of each batch of `batch_size` crops, in this order (repeats
+        allowed): a process's share of a global batch (`train/distributed.py`); the epochs and
+        the crops stay those of the whole batch. None: all rows.
 
     Raises:
       DataError: no usable image.
@@ -204,6 +219,7 @@ class CropLoader:
       raise DataError('no image files given')
     self.crop_size = int(crop_size)
     self.batch_size = int(batch_size)
+    self.rows = check_rows(rows, self.batch_size)
     self.seed = int(seed)
     self.flip = bool(flip)
     min_side = max(self.crop_size, int(min_size or 0))
@@ -242,9 +258,11 @@ class CropLoader:
     return perm
 
   def _plan(self, batch_index: int):
-    """Returns [(permutation, position in it, (u_x, u_y, u_flip))] for the crops of one batch."""
-    return batch_plan(self.seed, batch_index, self.batches_per_epoch, self.num_usable,
+    """Returns [(permutation, position in it, (u_x, u_y, u_flip))] for the crops this loader
+    makes of one batch (its `rows`)."""
+    plan = batch_plan(self.seed, batch_index, self.batches_per_epoch, self.num_usable,
                       self.batch_size, self._permutation)
+    return [plan[r] for r in self.rows]
 
   # -- loading ---------------------------------------------------------------------------------
 
@@ -293,7 +311,7 @@ class CropLoader:
     return self
 
   def __next__(self) -> np.ndarray:
-    """Returns batch number `position` as uint8 [batch_size, crop, crop, 3] and advances."""
+    """Returns batch number `position` as uint8 [len(rows), crop, crop, 3] and advances."""
     if self._executor is None:
       batch = np.stack(self._submit(self.position))
     else:

@@ -177,35 +177,36 @@ class StoreBatches:
   apart from a permutation cache, picklable: grain's `MapDataset` source in worker processes.
 
   Attributes:
-    num_usable: images of this shard with shorter side >= max(crop_size, min_size).
+    num_usable: images with shorter side >= max(crop_size, min_size).
     num_skipped: reason -> count ('too_small'; plus the store's own skips).
     batches_per_epoch: num_usable // batch_size (at least 1), as in CropLoader.
-    image_ids: store indices of this shard's usable images, in plan order.
+    image_ids: store indices of the usable images, in plan order.
+    rows: the rows of each planned batch this source makes.
   """
 
   def __init__(self, store, crop_size: int, batch_size: int, seed: int = 0, flip: bool = True,
-               min_size: Optional[int] = None, shard_index: int = 0, shard_count: int = 1):
-    """Selects the usable images, then this shard's share of them.
+               min_size: Optional[int] = None, rows: Optional[Sequence[int]] = None):
+    """Selects the usable images.
 
     Args:
       store: an `ImageStore` or a store directory.
       crop_size: side of the square crops.
-      batch_size: crops per batch (per process).
+      batch_size: crops per batch (the global batch of a multi-process run).
       seed: base seed of the permutation and crop RNGs.
       flip: random horizontal flips.
       min_size: skip images whose shorter side is below max(crop_size, min_size).
-      shard_index: this process's shard (jax.process_index() in multi-process training).
-      shard_count: number of shards (jax.process_count()); every shard gets the same number of
-        images (the remainder is left out), so all processes count the same batches per epoch.
+      rows: make only these rows of each batch, in this order (repeats allowed): a process's
+        share of the global batch in multi-process training (`train/distributed.py`), so
+        every process reads only its own crops while epochs and crops stay those of the
+        global batch; None: all rows.
 
     Raises:
-      pipeline.DataError: bad sizes or shard, or no usable image in this shard.
+      pipeline.DataError: bad sizes or rows, or no usable image.
     """
     if crop_size <= 0 or batch_size <= 0:
       raise pipeline.DataError(f'crop_size and batch_size must be positive, got {crop_size}, '
                                f'{batch_size}')
-    if not 0 <= shard_index < shard_count:
-      raise pipeline.DataError(f'shard {shard_index} of {shard_count} does not exist')
+    self.rows = pipeline.check_rows(rows, int(batch_size))
     self.store = store if isinstance(store, ImageStore) else ImageStore(store)
     self.crop_size, self.batch_size = int(crop_size), int(batch_size)
     self.seed, self.flip = int(seed), bool(flip)
@@ -214,13 +215,12 @@ class StoreBatches:
     self.num_skipped = dict(self.store.skipped)
     if len(usable) < len(self.store):
       self.num_skipped['too_small'] = len(self.store) - len(usable)
-    per_shard = len(usable) // shard_count
-    self.image_ids = usable[shard_index::shard_count][:per_shard]
+    self.image_ids = usable
     self.num_usable = len(self.image_ids)
     if not self.num_usable:
       raise pipeline.DataError(
-          f'no usable image in shard {shard_index} of {shard_count} of {self.store.path} '
-          f'({len(usable)} of {len(self.store)} images have shorter side >= {min_side})')
+          f'no usable image in {self.store.path} (none of its {len(self.store)} images has '
+          f'shorter side >= {min_side})')
     self.batches_per_epoch = max(1, self.num_usable // self.batch_size)
     self._perm_cache = (None, None)
 
@@ -238,10 +238,10 @@ class StoreBatches:
 
   def __getitem__(self, batch_index: int) -> np.ndarray:
     c = self.crop_size
-    out = np.empty((self.batch_size, c, c, 3), np.uint8)
+    out = np.empty((len(self.rows), c, c, 3), np.uint8)
     plan = pipeline.batch_plan(self.seed, int(batch_index), self.batches_per_epoch,
                                self.num_usable, self.batch_size, self._permutation)
-    for t, (perm, pos, u) in enumerate(plan):
+    for t, (perm, pos, u) in enumerate(plan[r] for r in self.rows):
       i = int(self.image_ids[perm[pos]])
       h, w = (int(v) for v in self.store.shapes[i])
       y, x, flip = pipeline.crop_window(u, h, w, c, self.flip)

@@ -24,6 +24,12 @@ class Checkpointer:
   Orbax writes each step into a temporary directory and renames it when complete, so a process
   killed at any moment leaves either the previous checkpoints or a finished new one; leftover
   temporaries are ignored on restore.
+
+  Multi-process runs (orbax's rules): every process makes a Checkpointer on the same directory
+  (a file system they share) and calls save / restore with the same steps and a state of
+  global arrays (replicated or sharded over the mesh); orbax writes each array once (process
+  0 the replicated ones and the JSON record) and synchronizes the processes around the
+  temporary directory and its rename.
   """
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
@@ -88,7 +94,11 @@ class Checkpointer:
     dst = os.path.join(broken, str(step))
     if os.path.exists(dst):  # an earlier one of the same step
       dst = f"{dst}.{int(time.time())}"
-    os.rename(os.path.join(self.directory, str(step)), dst)
+    if jax.process_index() == 0:  # one process moves it; all wait for that, then forget it
+      os.rename(os.path.join(self.directory, str(step)), dst)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f"l3c_checkpoint_set_aside_{step}")
     self._manager.reload()  # forget the step
     return dst
 

@@ -22,7 +22,8 @@ class TrainConfig:
 
   Attributes:
     crop_size: side of the random training crops (`crop` in oi.cf).
-    batch_size: global batch size (split over all devices).
+    batch_size: global batch size, split over all devices of all processes (padded to a
+      multiple of the device count with zero-weight rows; train/distributed.py).
     random_flip: random horizontal flips.
     num_workers: loader workers: image-decoding threads for image folders, grain worker
       processes for an image store (`data_store`); 0 = in the training thread; -1 = one per

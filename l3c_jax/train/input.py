@@ -5,8 +5,9 @@ Two sources, one batch plan (`pipeline.batch_plan`: the epoch permutation from (
 crops and flips of batch i from (seed, i)), so a run resumes at a batch index whichever it uses:
   * image folders (`--data_dir`, the default): `pipeline.CropLoader`, PNG decoding in threads;
   * an image store (`--train.data_store`, or a `--data_dir` that is one): `StoreLoader`, crops
-    read from a memory map (`data/store.py`) by grain worker processes, each process of a
-    multi-process run reading its own shard of the images.
+    read from a memory map (`data/store.py`) by grain worker processes.
+In a multi-process run both make only the rows of each global batch that the process's devices
+hold (`train/distributed.py`): every process reads its own crops of the same global batches.
 
 Why grain: JAX's standard data loader; its `MapDataset` takes our random-access batch source as
 is, and `mp_prefetch` runs it in worker processes (out of the trainer's GIL) and hands the
@@ -41,16 +42,16 @@ def _grain():
 
 class StoreLoader:
   """`pipeline.CropLoader`'s interface over an image store: an endless iterator of uint8
-  [batch_size, crop, crop, 3] batches, made by grain worker processes.
+  [len(rows), crop, crop, 3] batches, made by grain worker processes.
 
   Attributes:
-    num_usable, num_skipped, batches_per_epoch: as in CropLoader (of this process's shard).
+    num_usable, num_skipped, batches_per_epoch: as in CropLoader.
     position: index of the next batch handed out (checkpoint it; pass it back as start_batch).
   """
 
   def __init__(self, store, crop_size: int, batch_size: int, seed: int = 0, flip: bool = True,
                num_workers: int = 2, start_batch: int = 0, min_size: Optional[int] = None,
-               prefetch_batches: int = 2, shard_index: int = 0, shard_count: int = 1):
+               prefetch_batches: int = 2, rows=None):
     """Opens the store; the workers start with the first batch.
 
     Args:
@@ -58,15 +59,13 @@ class StoreLoader:
       crop_size, batch_size, seed, flip, start_batch, min_size: as in CropLoader.
       num_workers: worker processes; 0 makes batches in the calling thread; -1 one per core.
       prefetch_batches: batches each worker makes ahead.
-      shard_index, shard_count: this process's share of the images (`store.StoreBatches`);
-        the defaults are right for a single process.
+      rows: the rows of each batch to make (`store.StoreBatches`); None: all.
 
     Raises:
-      pipeline.DataError: not a store, or no usable image in the shard.
+      pipeline.DataError: not a store, bad rows, or no usable image.
     """
     self._source = store_lib.StoreBatches(store, crop_size, batch_size, seed=seed, flip=flip,
-                                          min_size=min_size, shard_index=shard_index,
-                                          shard_count=shard_count)
+                                          min_size=min_size, rows=rows)
     self.num_usable = self._source.num_usable
     self.num_skipped = self._source.num_skipped
     self.batches_per_epoch = self._source.batches_per_epoch
@@ -102,7 +101,7 @@ class StoreLoader:
     return self
 
   def __next__(self):
-    """Returns batch number `position` as uint8 [batch_size, crop, crop, 3] and advances."""
+    """Returns batch number `position` as uint8 [len(rows), crop, crop, 3] and advances."""
     if not self._started:
       self._started = True
       self._iterator = self._start()
@@ -170,34 +169,32 @@ class DevicePrefetcher:
 
 
 def make_loader(tcfg, data_dir: Optional[str], batch_size: int, start_batch: int = 0,
-                process_index: int = 0, process_count: int = 1):
+                rows=None):
   """The training loader for a `TrainConfig`: a StoreLoader over `tcfg.data_store` (or over
   `data_dir` if it is a store), else a CropLoader over the `data_dir` folders.
 
   Args:
     tcfg: the TrainConfig (crop_size, seed, random_flip, num_workers, data_store).
     data_dir: image folder(s), comma-separated, or a store directory; unused with data_store.
-    batch_size: this process's batch size.
+    batch_size: the global batch size (what the epochs and the batch plan count).
     start_batch: the first batch (resume).
-    process_index, process_count: this process and the process count (jax.process_index(),
-      jax.process_count()); the seed is offset by 1000 x process_index as before, and the store
-      is sharded between processes.
+    rows: the rows of each global batch this process makes, in its order
+      (`distributed.BatchLayout.plan_rows`); None: all.
 
   Raises:
     pipeline.DataError: no data, or nothing usable.
   """
-  seed = tcfg.seed + 1000 * process_index
+  seed = tcfg.seed
   store = tcfg.data_store or (data_dir if data_dir and store_lib.is_store(data_dir) else "")
   if store:
     if not store_lib.is_store(store):
       raise pipeline.DataError(f'not an image store (prepare one with '
                                f'experiments/prepare_store.py): {store}')
     return StoreLoader(store, tcfg.crop_size, batch_size, seed=seed, flip=tcfg.random_flip,
-                       num_workers=tcfg.num_workers, start_batch=start_batch,
-                       shard_index=process_index, shard_count=process_count)
+                       num_workers=tcfg.num_workers, start_batch=start_batch, rows=rows)
   if not data_dir:
     raise pipeline.DataError('no training data: give --data_dir or --train.data_store')
   return pipeline.CropLoader(pipeline.list_images(data_dir), tcfg.crop_size, batch_size,
                              seed=seed, flip=tcfg.random_flip,
                              num_workers=resolve_workers(tcfg.num_workers),
-                             start_batch=start_batch)
+                             start_batch=start_batch, rows=rows)

@@ -18,6 +18,7 @@ from l3c_jax.data import pipeline
 from l3c_jax.models import families
 from l3c_jax.models import plan as plan_lib
 from l3c_jax.models.families import count_params
+from l3c_jax.train import distributed
 from l3c_jax.train import input as input_lib
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.checkpoint import CheckpointError, Checkpointer
@@ -66,19 +67,15 @@ class MetricsWriter:
       f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def make_mesh() -> Mesh:
-  """A 1-D data-parallel mesh over all devices of all processes."""
-  return Mesh(np.asarray(jax.devices()), ("data",))
+make_mesh = distributed.make_mesh
+replicate = distributed.replicate
 
 
 def shard_batch(batch: np.ndarray, mesh: Mesh) -> jax.Array:
-  """Process-local uint8 batch -> global array sharded over the 'data' axis."""
+  """Process-local batch (a multiple of the local devices) -> global array sharded over
+  'data'. The loop itself lays batches out with `distributed.shard` (any batch size)."""
   sharding = NamedSharding(mesh, PartitionSpec("data"))
   return jax.make_array_from_process_local_data(sharding, batch)
-
-
-def replicate(tree, mesh: Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 # Distributions that bring an accelerator backend to jax.
@@ -127,14 +124,27 @@ def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) ->
 
 
 def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh) -> dict:
-  """bpsp per group of the coding plan over a fixed validation array [N, c, c, 3] (last
-  partial batch dropped to keep one compiled shape, unless N < batch_size)."""
+  """bpsp per group of the coding plan over a fixed validation array [N, c, c, 3]: every image,
+  in batches of min(batch_size, N) laid out like training batches (`distributed.BatchLayout`:
+  padded to a multiple of the devices; the padding and the last batch's missing rows weigh 0,
+  so one compiled shape serves all batches).
+
+  Args:
+    eval_fn: (params, x [padded rows, c, c, 3], weights [padded rows]) -> bit sums per group
+      and 'num_subpixels'.
+  """
+  del cfg
   n = val_images.shape[0]
-  bs = min(batch_size, n)
-  bs -= bs % len(mesh.devices.flat)
+  layout = distributed.batch_layout(mesh, min(batch_size, n))
+  bs = layout.batch_size
+  rows = np.asarray(layout.plan_rows)
   totals = {}
-  for i in range(0, n - bs + 1, bs):
-    bits = jax.device_get(eval_fn(params, shard_batch(val_images[i:i + bs], mesh)))
+  for i in range(0, n, bs):
+    real = min(bs, n - i)
+    idx = np.where(rows < real, i + rows, i)  # missing rows: copies of the batch's first image
+    x = distributed.shard(val_images[idx], layout, mesh)
+    w = distributed.shard(layout.weights(real), layout, mesh)
+    bits = jax.device_get(eval_fn(params, x, w))
     for k, v in bits.items():
       totals[k] = totals.get(k, 0.0) + float(v)
   nsub = totals.pop("num_subpixels")
@@ -148,6 +158,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
                        should_stop: Optional[Callable[[], bool]] = None) -> dict:
   """Trains (resuming from WORKDIR if it holds checkpoints) and returns the last metrics.
 
+  Multi-process runs (after `jax.distributed.initialize()`) call this on every process with the
+  same arguments and a WORKDIR on a file system they share: every process reads its own rows
+  of each global batch, all stop and checkpoint at the same step, process 0 alone writes
+  config.json, metrics.jsonl and model/ (and prints the progress lines).
+
   Args:
     config: model + training configuration.
     workdir: run directory: config.json, metrics.jsonl, checkpoints/, model/ (exported weights).
@@ -158,41 +173,49 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   """
   t_start = time.time()
   cfg, tcfg = config.model, config.train
-  _warn_if_accelerator_unused()
+  nproc, pidx = jax.process_count(), jax.process_index()
+  primary = pidx == 0
+  log = _log if primary else (lambda msg: None)
+  if primary:
+    _warn_if_accelerator_unused()
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  _check_workdir_config(workdir, config)
-  mesh = make_mesh()
-  num_devices = len(mesh.devices.flat)
-  if tcfg.batch_size % num_devices:
-    raise TrainError(f"batch size {tcfg.batch_size} is not divisible by the {num_devices} devices")
+  if primary:
+    _check_workdir_config(workdir, config)
   if tcfg.crop_size % cfg.padding_factor:
     raise TrainError(f"crop size {tcfg.crop_size} must be a multiple of {cfg.padding_factor}")
-  nproc, pidx = jax.process_count(), jax.process_index()
-  local_batch = tcfg.batch_size // nproc
+  if tcfg.batch_size < 1:
+    raise TrainError(f"batch size {tcfg.batch_size} must be positive")
+  mesh = make_mesh()
+  num_devices = len(mesh.devices.flat)
+  layout = distributed.batch_layout(mesh, tcfg.batch_size)
 
   ckpt = Checkpointer(workdir, tcfg.max_checkpoints)
   start_step = ckpt.latest_step() or 0
-  loader = input_lib.make_loader(tcfg, data_dir, local_batch, start_batch=start_step,
-                                 process_index=pidx, process_count=nproc)
+  # Global batches: the epoch (and so the learning-rate schedule) counts batches of
+  # tcfg.batch_size crops whatever the process count; this process makes its rows of each.
+  loader = input_lib.make_loader(tcfg, data_dir, tcfg.batch_size, start_batch=start_step,
+                                 rows=layout.plan_rows)
   val_images = None
   if val_dir:
     val_images = pipeline.center_crops(pipeline.list_images(val_dir), tcfg.val_crop_size,
                                        tcfg.val_max_images)
   tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
   schedule = step_lib.learning_rate_schedule(tcfg, loader.batches_per_epoch)
-  # Jitted: eager initialization ran op by op (36-43 s for the paper config on the CPU).
-  state = jax.jit(functools.partial(step_lib.create_train_state, cfg, tx,
-                                    pixel_head_init=tcfg.pixel_head_init))(
-                                        jax.random.key(tcfg.seed))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  # Jitted: eager initialization ran op by op (36-43 s for the paper config on the CPU). Every
+  # process computes the same state straight into the replicated layout.
+  state = jax.jit(lambda: step_lib.create_train_state(
+      cfg, tx, jax.random.key(tcfg.seed), pixel_head_init=tcfg.pixel_head_init),
+                  out_shardings=replicated)()
   if tcfg.init_from and not start_step:
-    params, taken = step_lib.merge_params(state.params,
+    params, taken = step_lib.merge_params(jax.device_get(state.params),
                                           model_io.load_model(tcfg.init_from).params)
     # The optimizer state stays as initialized: Adam's and RMSprop's start (zero moments) does
     # not depend on the parameter values.
-    state = state.replace(params=params)
-    _log(f"Initialized {taken} of {len(jax.tree_util.tree_leaves(params))} parameter arrays "
-         f"from {tcfg.init_from}")
+    state = state.replace(params=replicate(jax.device_get(params), mesh))
+    log(f"Initialized {taken} of {len(jax.tree_util.tree_leaves(params))} parameter arrays "
+        f"from {tcfg.init_from}")
   elapsed = 0.0
   if start_step:
     try:
@@ -202,30 +225,44 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
     if restored != start_step:  # fell back past broken checkpoints: data from there, too
       loader.seek(restored)
     elapsed = float(meta.get("train_seconds", 0.0))
-    _log(f"Resuming from step {int(state.step)} in {ckpt.directory} "
-         f"(data position {meta.get('data_position')}, {elapsed / 3600:.2f} h trained)")
+    log(f"Resuming from step {int(state.step)} in {ckpt.directory} "
+        f"(data position {meta.get('data_position')}, {elapsed / 3600:.2f} h trained)")
   else:
-    _log(f"Starting a new run in {workdir}")
-  _log(f"devices: {num_devices} x {jax.devices()[0].platform} ({nproc} process(es)); "
-       f"params: {count_params(state.params):,}; images: {loader.num_usable} usable, "
-       f"skipped {loader.num_skipped}; batches/epoch: {loader.batches_per_epoch}")
-  state = replicate(state, mesh)
+    log(f"Starting a new run in {workdir}")
+  log(f"devices: {num_devices} x {jax.devices()[0].platform} ({nproc} process(es)); "
+      f"params: {count_params(state.params):,}; images: {loader.num_usable} usable, "
+      f"skipped {loader.num_skipped}; batches/epoch: {loader.batches_per_epoch}")
+  log(layout.describe() + (f"; {len(layout.rows)} rows made by each of the {nproc} processes"
+                           if nproc > 1 else ""))
   weights = jnp.asarray(tcfg.scale_weights, jnp.float32) if tcfg.scale_weights else None
-  p_train = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, weights,
-                                                     dtype=tcfg.compute_dtype),
-                    donate_argnums=(0,))
-  p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, cfg))
-  writer = MetricsWriter(workdir)
+  # Row j of the padded batch weighs 1 if j < batch_size: one array on the devices, laid out
+  # like the batches, passed to every step; None (no padding): the unweighted sum of before.
+  row_weights = (distributed.shard(layout.weights(), layout, mesh) if layout.padding
+                 else None)
+  # Stop and timed checkpoints: decided by all processes together (one process's signal or
+  # clock must not make it save or stop alone: orbax saves collectively, and the steps are
+  # collectives too); with several processes the step reduces every process's flags.
+  agreement = distributed.Agreement(mesh)
+
+  def _step(s, x, w, flags):
+    s, m = step_lib.train_step(s, x, cfg, tx, weights, dtype=tcfg.compute_dtype,
+                               example_weights=w)
+    return s, m, agreement.reduce(flags)
+
+  p_train = jax.jit(_step, donate_argnums=(0,))
+  p_eval = jax.jit(lambda p, x, w: step_lib.eval_step(p, x, cfg, w))
+  writer = MetricsWriter(workdir) if primary else None
 
   stop = {"flag": False}
 
   def _on_signal(signum, frame):
     del frame
-    _log(f"signal {signum}: checkpointing and stopping")
+    _log(f"signal {signum}: checkpointing and stopping"
+         + (f" (process {pidx}; all processes stop at the same step)" if nproc > 1 else ""))
     stop["flag"] = True
 
   old_handlers = {}
-  if jax.process_index() == 0 and sys.platform != "win32":
+  if sys.platform != "win32":
     try:
       for sig in (signal.SIGTERM, signal.SIGINT):
         old_handlers[sig] = signal.signal(sig, _on_signal)
@@ -235,8 +272,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   def save(step):
     meta = {"step": step, "data_position": batches.position, "train_seconds": elapsed,
             "config": config.to_dict()}
-    ckpt.save(step, state, meta)
-    _export_model(workdir, config, state.params, {"step": step, "train_hours": elapsed / 3600})
+    ckpt.save(step, state, meta)  # every process: orbax saves collectively
+    if primary:
+      _export_model(workdir, config, state.params,
+                    {"step": step, "train_hours": elapsed / 3600})
 
   last = {}
   step = int(state.step)
@@ -247,8 +286,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   last_saved = step
   # Batches go onto the devices tcfg.device_prefetch steps ahead; `batches.position` (what the
   # checkpoint stores) counts the batches the steps took, not those in flight.
-  batches = input_lib.DevicePrefetcher(loader, lambda b: shard_batch(b, mesh),
+  batches = input_lib.DevicePrefetcher(loader, lambda b: distributed.shard(b, layout, mesh),
                                        tcfg.device_prefetch)
+  # A clean end (steps done, agreed stop, divergence seen by all) checkpoints on the way out;
+  # with several processes, an error on one of them cannot, the others are not saving with it.
+  ending_together = nproc == 1
   # Training time: wall time of the loop without validation and checkpointing. Steps run
   # asynchronously, so it is taken where the loop waits anyway (logging, validation, saving).
   t_mark = time.time()
@@ -260,26 +302,34 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
     t_mark = now
 
   try:
-    while step < tcfg.num_steps and not stop["flag"] and not (should_stop and should_stop()):
+    while step < tcfg.num_steps:
+      flags = distributed.STOP if stop["flag"] or (should_stop and should_stop()) else 0
+      if (primary and tcfg.checkpoint_every_minutes > 0 and
+          time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes):
+        flags |= distributed.CHECKPOINT
+      if flags & distributed.STOP and not agreement.multi:
+        break
       batch = next(batches)
-      state, metrics = p_train(state, batch)
+      state, metrics, reduced = p_train(state, batch, row_weights, agreement.offer(flags))
+      agreed, offered = agreement.record(step, flags, reduced)
       acc = metrics if acc is None else jax.tree_util.tree_map(jnp.add, acc, metrics)
       acc_n += 1
       step += 1
       if step == first_step + 1:  # once: what a user waits for before training starts
         jax.block_until_ready(metrics)
-        _log(f"time to first step: {time.time() - t_start:.1f} s (initialization, "
-             f"compilation, first batch)")
+        log(f"time to first step: {time.time() - t_start:.1f} s (initialization, "
+            f"compilation, first batch)")
       if step % tcfg.log_every == 0 or step == tcfg.num_steps:
         sums = jax.device_get(acc)  # the only host <-> device wait of a logging window
         tick()
         dt = time.time() - t_log
         skipped = int(round(float(sums["nonfinite"])))
-        if skipped == acc_n:
+        if skipped == acc_n:  # the metrics are global: every process raises at this step
+          ending_together = True
           raise TrainError(f"training diverged: every step from {step - acc_n + 1} to {step} "
                            "had a non-finite loss or gradient (none was applied; the "
                            "checkpoints hold only finite states); lower the learning rate")
-        if skipped:
+        if skipped and primary:
           _warn(f"warning: {skipped} of {acc_n} steps up to step {step} had a non-finite loss "
                 "or gradient and were skipped")
         rec = {k: float(sums[k]) / (acc_n - skipped) for k in sums if k != "nonfinite"}
@@ -287,12 +337,13 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
                    images_per_sec=acc_n * tcfg.batch_size / dt,
                    learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,
                    epoch=step / loader.batches_per_epoch, devices=num_devices)
-        writer.write(rec)
+        if writer:
+          writer.write(rec)
         groups = reversed(plan_lib.group_names(families.plan(cfg)))  # finest first
-        _log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (" +
-             ", ".join(f"{g} {rec[f'bpsp_{g}']:.3f}" for g in groups) +
-             f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
-             f" | lr {rec['learning_rate']:.2e} | {elapsed / 3600:.2f} h")
+        log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (" +
+            ", ".join(f"{g} {rec[f'bpsp_{g}']:.3f}" for g in groups) +
+            f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
+            f" | lr {rec['learning_rate']:.2e} | {elapsed / 3600:.2f} h")
         last.update(rec)
         acc, acc_n, t_log = None, 0, time.time()
       if val_images is not None and (step % tcfg.eval_every == 0 or step == tcfg.num_steps):
@@ -300,24 +351,29 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
         tick()
         v = evaluate(state.params, cfg, val_images, tcfg.val_batch_size, p_eval, mesh)
         v.update(step=step, train_hours=elapsed / 3600)
-        writer.write(v)
-        _log(f"step {step:>7d} | validation bpsp {v['val_bpsp']:.4f} on {len(val_images)} crops")
+        if writer:
+          writer.write(v)
+        log(f"step {step:>7d} | validation bpsp {v['val_bpsp']:.4f} on {len(val_images)} crops")
         last.update(v)
         t_mark = time.time()
+      # A timed checkpoint asked for before the last one was written is already served.
       due = step - last_saved >= tcfg.checkpoint_every or (
-          tcfg.checkpoint_every_minutes > 0 and
-          time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes)
+          agreed & distributed.CHECKPOINT and offered >= last_saved)
       if due:
         jax.block_until_ready(state)
         tick()
         save(step)
         last_saved, t_ckpt = step, time.time()
         t_mark = t_ckpt
+      if agreed & distributed.STOP:  # several processes: every one breaks after this step
+        log(f"step {step}: a process asked to stop; all checkpoint and stop here")
+        break
+    ending_together = True
   finally:
-    if step != last_saved:
+    if step != last_saved and ending_together:
       tick()
       save(step)
-      _log(f"checkpoint at step {step} written to {ckpt.directory}")
+      log(f"checkpoint at step {step} written to {ckpt.directory}")
     loader.close()
     ckpt.close()
     for sig, h in old_handlers.items():

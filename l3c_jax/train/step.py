@@ -128,7 +128,8 @@ def compute_dtype(name: Optional[str]):
 
 def loss_fn(params, x: jax.Array, cfg,
             scale_weights: Optional[Sequence[float]] = None, soft_sigma=None,
-            dtype: Optional[str] = None):
+            dtype: Optional[str] = None,
+            example_weights: Optional[jax.Array] = None):
   """Training loss (the bpsp of every step of the coding plan with a head) and metrics.
 
   Args:
@@ -138,25 +139,30 @@ def loss_fn(params, x: jax.Array, cfg,
     soft_sigma: optional quantizer sigma overriding cfg.soft_sigma; may be traced.
     dtype: compute dtype name of the network's convs (`TrainConfig.compute_dtype`; None:
       float32). Parameters, head outputs, the likelihood and the loss are float32 regardless.
+    example_weights: optional [B] image weights: 0 leaves a row out (the padding of a batch
+      padded to a multiple of the device count, train/distributed.py); None: every row counts.
   """
   x = x.astype(jnp.float32)
   return losses.bpsp_metrics(cfg, params, x, scale_weights=scale_weights, train=True,
-                             soft_sigma=soft_sigma, dtype=compute_dtype(dtype))
+                             soft_sigma=soft_sigma, dtype=compute_dtype(dtype),
+                             example_weights=example_weights)
 
 
 def train_step(state: TrainState, x: jax.Array, cfg,
                tx: optax.GradientTransformation,
                scale_weights: Optional[jax.Array] = None, soft_sigma=None,
-               dtype: Optional[str] = None):
+               dtype: Optional[str] = None,
+               example_weights: Optional[jax.Array] = None):
   """One RMSprop step on batch x -> (new state, metrics). Pure.
 
   scale_weights ([S]) and soft_sigma (scalar) are optional array hyper-parameters, so sweeps can
   give every member its own (see train/ensemble.py); the learning-rate scale lives in opt_state.
   dtype: the network's compute dtype name (`TrainConfig.compute_dtype`, static; None: float32);
   gradients, parameters and optimizer state are float32 whatever it is.
+  example_weights ([B], see loss_fn) leaves padding rows out of loss, gradient and metrics.
   """
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, x, cfg, scale_weights, soft_sigma, dtype)
+      state.params, x, cfg, scale_weights, soft_sigma, dtype, example_weights)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = dict(metrics)
@@ -175,9 +181,14 @@ def train_step(state: TrainState, x: jax.Array, cfg,
   return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def eval_step(params, x: jax.Array, cfg) -> Dict[str, jax.Array]:
-  """Hard-quantized (eval mode) bits per group for a batch; sums, so batches can be pooled."""
+def eval_step(params, x: jax.Array, cfg,
+              example_weights: Optional[jax.Array] = None) -> Dict[str, jax.Array]:
+  """Hard-quantized (eval mode) bits per group for a batch; sums, so batches can be pooled.
+
+  example_weights: optional [B] image weights (0: a padding row, counted nowhere).
+  """
   x = x.astype(jnp.float32)
-  bits = losses.bits_per_group(cfg, params, x)
-  bits["num_subpixels"] = jnp.asarray(x.shape[0] * x.shape[1] * x.shape[2] * 3, jnp.float32)
+  bits = losses.bits_per_group(cfg, params, x, example_weights=example_weights)
+  images = x.shape[0] if example_weights is None else jnp.sum(example_weights)
+  bits["num_subpixels"] = jnp.asarray(images * (x.shape[1] * x.shape[2] * 3), jnp.float32)
   return bits
