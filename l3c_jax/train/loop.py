@@ -252,6 +252,11 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   p_train = jax.jit(_step, donate_argnums=(0,))
   p_eval = jax.jit(lambda p, x, w: step_lib.eval_step(p, x, cfg, w))
   writer = MetricsWriter(workdir) if primary else None
+  if writer is not None and start_step:
+    # Records past the restored step (logged after the checkpoint, before a kill) are written
+    # again by this run; without this they would appear twice.
+    if writer.drop_after(int(state.step)):
+      log(f"metrics.jsonl: records after step {int(state.step)} dropped (they are redone)")
 
   stop = {"flag": False}
 

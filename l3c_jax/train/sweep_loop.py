@@ -183,7 +183,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
                                                     tcfg.compute_dtype),
                     donate_argnums=(0,))
   data_mesh = loop.make_mesh()  # validation: one member at a time, batch over all devices
-  p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, cfg))
+  p_eval = jax.jit(lambda p, x, w: step_lib.eval_step(p, x, cfg, w))
 
   stop = {"flag": False}
 
