@@ -19,6 +19,9 @@ float32. Every case line ends with the machine's load average (1 minute) read wh
 finished, and `uptime` is printed before and after: on a shared machine the load says how far the
 absolute figures can be trusted (the same-run ratio is robust to it).
 
+Like experiments/train.py, the step runs with XLA:CPU's YNNPACK convolutions off
+(l3c_jax/train/xla_cpu.py); `--xla_ynn_convolutions` times XLA's default instead.
+
 Threads: XLA's CPU backend uses one thread per core of the process's CPU affinity and has no
 thread-count option, so `--threads=N` restricts the process to N cores (before JAX starts) and
 torch gets `torch.set_num_threads(N)`; both frameworks then use N threads.
@@ -46,6 +49,11 @@ flags.DEFINE_enum("torch_omp_wait_policy", "PASSIVE", ["PASSIVE", "ACTIVE", "def
                   "(docs/measurements.md#training-step).")
 flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
                   "Compute dtype of the JAX step's convs (TrainConfig.compute_dtype).")
+flags.DEFINE_bool("xla_ynn_convolutions", False,
+                  "Time XLA:CPU's default (YNNPACK) convolutions instead of the training "
+                  "launchers' setting (l3c_jax/train/xla_cpu.py: YNNPACK for dots only, 3.4x "
+                  "faster steps, docs/measurements.md#training-step). Takes effect only when "
+                  "XLA_FLAGS does not set --xla_cpu_experimental_ynn_fusion_type.")
 flags.DEFINE_integer("threads", 0, "Restrict the process to this many cores (0: all cores of "
                      "its CPU affinity); XLA and torch both use that many threads.")
 FLAGS = flags.FLAGS
@@ -145,6 +153,9 @@ def main(argv):
       raise app.UsageError(f"--threads={FLAGS.threads} but only {len(cores)} cores available")
     os.sched_setaffinity(0, cores[:FLAGS.threads])  # before XLA sizes its thread pool
   num_threads = len(os.sched_getaffinity(0))
+  from l3c_jax.train import xla_cpu  # pylint: disable=g-import-not-at-top
+  if not FLAGS.xla_ynn_convolutions:
+    xla_cpu.use_training_flags()  # as experiments/train.py (before JAX's backend starts)
   import jax  # pylint: disable=g-import-not-at-top
   torch_note = "torch: off"
   if FLAGS.torch_baseline:
@@ -159,7 +170,7 @@ def main(argv):
         f"used: {num_threads} (XLA: threads={num_threads}, one per core of the process affinity; "
         f"{torch_note})")
   print(f"uptime: {_uptime()}")
-  print(f"JAX compute dtype: {FLAGS.compute_dtype}")
+  print(f"JAX compute dtype: {FLAGS.compute_dtype}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(f"median of {FLAGS.steps} steps per framework after one warm-up step"
         + ("; JAX and torch steps interleaved" if FLAGS.torch_baseline else ""))
   header = (f"{'case':<16} {'batch':>5} {'crop':>5} {'first step s':>12} {'s/step':>8} "
