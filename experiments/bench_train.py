@@ -51,7 +51,7 @@ flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
                   "Compute dtype of the JAX step's convs (TrainConfig.compute_dtype).")
 flags.DEFINE_bool("xla_ynn_convolutions", False,
                   "Time XLA:CPU's default (YNNPACK) convolutions instead of the training "
-                  "launchers' setting (l3c_jax/train/xla_cpu.py: YNNPACK for dots only, 3.4x "
+                  "launchers' setting (l3c_jax/train/xla_cpu.py: YNNPACK for dots only, 1.8-3.4x "
                   "faster steps, docs/measurements.md#training-step). Takes effect only when "
                   "XLA_FLAGS does not set --xla_cpu_experimental_ynn_fusion_type.")
 flags.DEFINE_integer("threads", 0, "Restrict the process to this many cores (0: all cores of "

@@ -10,7 +10,7 @@ experiments/prepare_store.py (`--train.data_store=STORE`, or `--data_dir=STORE`)
 processes.
 
 On the CPU, XLA's YNNPACK convolutions are turned off for the run (l3c_jax/train/xla_cpu.py:
-3.4x faster steps measured); an XLA_FLAGS that sets
+1.8-3.4x faster steps measured); an XLA_FLAGS that sets
 --xla_cpu_experimental_ynn_fusion_type wins.
 """
 

@@ -4,11 +4,11 @@ XLA:CPU in jaxlib 0.10.2 hands every convolution to YNNPACK by default, and YNNP
 gradients are slow: in a paper-config training step (batch 4 of 64^2, one thread, profiled with
 `jax.profiler`) the kernel gradients of the 3x3 convs took 41 % of the step's time against 35 %
 for all forward and input-gradient convs, which do twice their arithmetic. With YNNPACK kept for
-dots only, XLA's own (Eigen) convolutions run, and the step (batch 16 of 64^2) was 3.4x faster
-(median; 1.9-5.4x per round) in an interleaved same-run A/B on the loaded shared machine
-(docs/measurements.md#training-step); results differ only in float32 summation order. Only the
-training launchers call `use_training_flags`: the library, the CLI and the codec keep XLA's
-defaults.
+dots only, XLA's own (Eigen) convolutions run, and the step was 3.4x faster at batch 16 of 64^2
+and 1.8x at batch 8 of 128^2 (medians; 1.3-5.4x per round) in interleaved same-run A/Bs on the
+loaded shared machine (docs/measurements.md#training-step); results differ only in float32
+summation order. Only the training launchers call `use_training_flags`: the library, the CLI and
+the codec keep XLA's defaults.
 """
 
 import os
