@@ -1,17 +1,33 @@
-"""Vmapped ablation sweep: `python experiments/sweep.py --flagfile=experiments/flags/sweep_smoke.flags`.
+"""Vmapped ablation sweep: `python experiments/sweep.py --flagfile=experiments/flags/sweep_smoke.flags
+--workdir=DIR --data_dir=... [--val_dir=...]`.
 
 Trains N members that differ only in shape-preserving settings, with one jitted step over stacked
-parameters (l3c_jax/train/ensemble.py). The member lists `--sweep_seeds`, `--sweep_lr_scales`,
-`--sweep_soft_sigmas` and `--sweep_scale_weights` (members separated by ';', scales by ',') are
-zipped; a list of length 1 is broadcast. The model and training settings are the usual
-`--model.*` / `--train.*` flags. Writes WORKDIR/sweep_metrics.jsonl, one line per member and log
-step, and exports every member's weights to WORKDIR/member_<i>/model.
+parameters (l3c_jax/train/ensemble.py; the driver is l3c_jax/train/sweep_loop.py). The member
+lists `--sweep_seeds`, `--sweep_lr_scales`, `--sweep_soft_sigmas` and `--sweep_scale_weights`
+(members separated by ';', scales by ',') are zipped; a list of length 1 is broadcast. The model
+and training settings are the usual `--model.*` / `--train.*` flags.
+
+Writes WORKDIR/sweep.json (members and config), WORKDIR/sweep_metrics.jsonl (a train record per
+live member and log step, a validation record per live member every --train.eval_every steps
+with --val_dir; both carry `member`), WORKDIR/checkpoints/ (the stacked state, data position and
+each member's status, every --train.checkpoint_every steps and on SIGTERM/SIGINT) and, at the
+end, every member's weights to WORKDIR/member_<i>/model.
+
+- Resume: rerunning the same command continues from the newest checkpoint (records of the log
+  past it are dropped, none is written twice). Different --sweep_* lists or --model.* flags on
+  the same workdir are refused with one line; --train.* may change (e.g. --train.num_steps).
+- NaN guard per member: a member's non-finite step leaves its state as it was; a member whose
+  every step of a logging window was non-finite is frozen (updates masked off), reported in one
+  line and dropped from logging and validation, and the others go on. The sweep ends with one
+  summary line per member; it exits 1 if every member diverged.
+- Devices: the member axis is split over a 1-D mesh: k = ceil(N / D) members per device on
+  ceil(N / k) devices, the member axis padded with frozen copies to k x devices (e.g. 5 members
+  on 4 devices: 2 each on 3 devices, 1 padding member); the batch is replicated. The rule is
+  printed at start; --sweep_devices=D uses the first D devices only. Checkpoints hold the N
+  members, so a sweep resumes on another device count.
 """
 
-import json
-import os
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -27,6 +43,8 @@ flags.DEFINE_list("sweep_soft_sigmas", [], "Quantizer sigma per member (default:
 flags.DEFINE_string("sweep_scale_weights", "", "Per-member loss weights 'x,z1,z2;x,z1,z2;...'.")
 flags.DEFINE_enum("sweep_mode", "auto", ["auto", "vmap", "loop"],
                   "vmap over members, or an unrolled loop inside the jit (auto: loop on CPU).")
+flags.DEFINE_integer("sweep_devices", 0,
+                     "Devices to spread the members over (0: all); see the docstring.")
 FLAGS = flags.FLAGS
 
 
@@ -60,51 +78,21 @@ def main(argv):
     print(f"member {i}: " + ", ".join(f"{k}={m[k][i]}" for k in m))
   if FLAGS.dry_run:
     return 0
-  if not FLAGS.workdir or not FLAGS.data_dir:
-    print("sweep.py: error: --workdir and --data_dir are required", file=sys.stderr)
+  if not FLAGS.workdir:
+    print("sweep.py: error: --workdir is required", file=sys.stderr)
     return 2
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from l3c_jax import model_io  # pylint: disable=g-import-not-at-top
-  from l3c_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  from l3c_jax.train import ensemble, step as step_lib  # pylint: disable=g-import-not-at-top
-  cfg, tcfg = config.model, config.train
+  from l3c_jax import compile_cache  # pylint: disable=g-import-not-at-top
+  from l3c_jax.train import sweep_loop  # pylint: disable=g-import-not-at-top
+  compile_cache.enable()  # shared with train.py's and the CLI's; L3C_JAX_CACHE_DIR=off disables it
   try:
-    loader = pipeline.CropLoader(pipeline.list_images(FLAGS.data_dir), tcfg.crop_size,
-                                 tcfg.batch_size, seed=tcfg.seed, flip=tcfg.random_flip,
-                                 num_workers=tcfg.num_workers)
-  except pipeline.DataError as e:
+    result = sweep_loop.train_sweep(config, m, FLAGS.workdir, FLAGS.data_dir, FLAGS.val_dir,
+                                    mode=FLAGS.sweep_mode, num_devices=FLAGS.sweep_devices)
+  except sweep_loop.SweepError as e:
     print(f"sweep.py: error: {e}", file=sys.stderr)
     return 1
-  tx = step_lib.make_optimizer(tcfg, loader.batches_per_epoch)
-  states = ensemble.create_states(cfg, tx, m["seeds"], m["lr_scales"])
-  mode = ensemble.default_mode() if FLAGS.sweep_mode == "auto" else FLAGS.sweep_mode
-  step = jax.jit(ensemble.make_sweep_step(cfg, tx, n, mode, tcfg.compute_dtype),
-                 donate_argnums=(0,))
-  ws = jnp.asarray(m["scale_weights"], jnp.float32)
-  sigmas = jnp.asarray(m["soft_sigmas"], jnp.float32)
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  log_path = os.path.join(FLAGS.workdir, "sweep_metrics.jsonl")
-  print(f"sweep: {n} members, mode {mode}, {jax.device_count()} device(s)", flush=True)
-  it = iter(loader)
-  t0 = time.time()
-  with open(log_path, "a") as log:
-    for i in range(1, tcfg.num_steps + 1):
-      states, metrics = step(states, jnp.asarray(next(it)), ws, sigmas)
-      if i % tcfg.log_every == 0 or i == tcfg.num_steps:
-        metrics = jax.device_get(metrics)
-        for j in range(n):
-          rec = {k: float(v[j]) for k, v in metrics.items()}
-          rec.update(step=i, member=j, seconds=time.time() - t0,
-                     **{k: m[k][j] for k in m})
-          log.write(json.dumps(rec) + "\n")
-        print(f"step {i}: " + " | ".join(f"m{j} {float(metrics['bpsp'][j]):.3f}"
-                                         for j in range(n)), flush=True)
-  loader.close()
-  for j in range(n):
-    model_io.save_model(os.path.join(FLAGS.workdir, f"member_{j}", "model"), cfg,
-                        jax.device_get(ensemble.unstack(states, j).params),
-                        metadata={k: m[k][j] for k in m})
+  if not [r for r in result["members"] if r["status"] == "trained"]:
+    print("sweep.py: error: every member diverged", file=sys.stderr)
+    return 1
   return 0
 
 

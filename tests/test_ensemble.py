@@ -44,3 +44,20 @@ def test_sweep_members_equal_separate_runs(mode):
   p0 = jax.tree_util.tree_leaves(ensemble.unstack(states, 0).params)[0]
   p1 = jax.tree_util.tree_leaves(ensemble.unstack(states, 1).params)[0]
   assert not np.allclose(np.asarray(p0), np.asarray(p1))
+
+
+def test_frozen_member_keeps_its_state():
+  """active=False (a diverged or padding member) masks the member's update off entirely."""
+  tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
+  states = ensemble.create_states(TINY, tx, [0, 1], [1.0, 1.0])
+  before = jax.tree_util.tree_map(np.asarray, states)
+  sweep = jax.jit(ensemble.make_sweep_step(TINY, tx, 2, "loop"))
+  ws, sigmas = jnp.ones((2, 3)), jnp.asarray([2.0, 2.0])
+  after, m = sweep(states, _batches(1)[0], ws, sigmas, jnp.asarray([True, False]))
+  for a, b in zip(jax.tree_util.tree_leaves(after), jax.tree_util.tree_leaves(before)):
+    np.testing.assert_array_equal(np.asarray(a)[1], b[1])  # frozen: untouched
+  assert int(after.step[0]) == 1 and int(after.step[1]) == 0
+  p0 = [np.asarray(a)[0] for a in jax.tree_util.tree_leaves(after.params)]
+  assert any(not np.array_equal(a, b[0])
+             for a, b in zip(p0, jax.tree_util.tree_leaves(before.params)))
+  assert float(m["loss"][1]) == 0.0 and float(m["loss"][0]) > 0.0

@@ -15,7 +15,7 @@ import pytest
 import launchers
 
 ABSL_LAUNCHERS = ("prepare_images", "prepare_store", "bench_train", "bench_input",
-                  "check_reference", "train", "sweep")
+                  "device_check", "check_reference", "train", "sweep")
 
 
 def _flags_read_by(name: str) -> Set[str]:

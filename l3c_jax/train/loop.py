@@ -37,10 +37,29 @@ def _warn(msg: str) -> None:
 
 
 class MetricsWriter:
-  """Appends one JSON object per line to WORKDIR/metrics.jsonl."""
+  """Appends one JSON object per line to WORKDIR/metrics.jsonl (or WORKDIR/`name`)."""
 
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+  def __init__(self, workdir: str, name: str = "metrics.jsonl"):
+    self.path = os.path.join(workdir, name)
+
+  def drop_after(self, step: int) -> int:
+    """Removes the records of steps after `step` (a resumed run writes them again) and a line
+    cut short by a kill; the file is replaced atomically. Returns how many lines were removed."""
+    if not os.path.exists(self.path):
+      return 0
+    with open(self.path) as f:
+      lines = [line for line in f if line.strip()]
+
+    def keep(line):
+      try:
+        return line.endswith("\n") and json.loads(line).get("step", 0) <= step
+      except ValueError:
+        return False
+
+    kept = [line for line in lines if keep(line)]
+    if len(kept) != len(lines):
+      model_io.atomic_write(self.path, "".join(kept).encode())
+    return len(lines) - len(kept)
 
   def write(self, record: dict) -> None:
     with open(self.path, "a") as f:
