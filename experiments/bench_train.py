@@ -14,6 +14,14 @@ Torch's OpenMP threads sleep when idle (`--torch_omp_wait_policy=PASSIVE`, the d
 libgomp's default spinning, 2 torch threads on a 2-core machine busy with other jobs ran 7-12x
 slower, which would flatter JAX; on an idle machine spinning may be slightly faster (use ACTIVE).
 
+`--compute_dtype=bfloat16` times the mixed-precision step (`--train.compute_dtype`); torch stays
+float32. Every case line ends with the machine's load average (1 minute) read when the case
+finished, and `uptime` is printed before and after: on a shared machine the load says how far the
+absolute figures can be trusted (the same-run ratio is robust to it).
+
+Like experiments/train.py, the step runs with XLA:CPU's YNNPACK convolutions off
+(l3c_jax/train/xla_cpu.py); `--xla_ynn_convolutions` times XLA's default instead.
+
 Threads: XLA's CPU backend uses one thread per core of the process's CPU affinity and has no
 thread-count option, so `--threads=N` restricts the process to N cores (before JAX starts) and
 torch gets `torch.set_num_threads(N)`; both frameworks then use N threads.
@@ -21,6 +29,7 @@ torch gets `torch.set_num_threads(N)`; both frameworks then use N threads.
 
 import importlib.util
 import os
+import subprocess
 import time
 
 from absl import app
@@ -38,6 +47,13 @@ flags.DEFINE_enum("torch_omp_wait_policy", "PASSIVE", ["PASSIVE", "ACTIVE", "def
                   "threads on a 2-core machine that also runs other jobs was measured 7-12x "
                   "slower per step (threads spin waiting for a descheduled peer), PASSIVE ~1x "
                   "(docs/measurements.md#training-step).")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"],
+                  "Compute dtype of the JAX step's convs (TrainConfig.compute_dtype).")
+flags.DEFINE_bool("xla_ynn_convolutions", False,
+                  "Time XLA:CPU's default (YNNPACK) convolutions instead of the training "
+                  "launchers' setting (l3c_jax/train/xla_cpu.py: YNNPACK for dots only, 1.8-3.4x "
+                  "faster steps, docs/measurements.md#training-step). Takes effect only when "
+                  "XLA_FLAGS does not set --xla_cpu_experimental_ynn_fusion_type.")
 flags.DEFINE_integer("threads", 0, "Restrict the process to this many cores (0: all cores of "
                      "its CPU affinity); XLA and torch both use that many threads.")
 FLAGS = flags.FLAGS
@@ -61,7 +77,15 @@ def _timed(fn):
   return time.perf_counter() - t0
 
 
-def jax_case(cfg, batch, crop):
+def _uptime() -> str:
+  """`uptime`'s line (load averages over 1, 5 and 15 minutes)."""
+  try:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def jax_case(cfg, batch, crop, dtype="float32"):
   """Builds the jitted JAX train step -> (step() that blocks, number of parameters)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -71,7 +95,7 @@ def jax_case(cfg, batch, crop):
   tx = step_lib.make_optimizer(TrainConfig(), 1000)
   holder = {"state": step_lib.create_train_state(cfg, tx, jax.random.key(0))}
   num_params = count_params(holder["state"].params)
-  f = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx), donate_argnums=(0,))
+  f = jax.jit(lambda s, x: step_lib.train_step(s, x, cfg, tx, dtype=dtype), donate_argnums=(0,))
   rng = np.random.default_rng(0)
   x = jax.device_put(rng.integers(0, 256, (batch, crop, crop, 3), dtype=np.uint8))
 
@@ -100,7 +124,7 @@ def bench_case(name, steps, with_torch):
   from l3c_jax.models import L3CConfig  # pylint: disable=g-import-not-at-top
   overrides, batch, crop = CASES[name]
   cfg = L3CConfig(**overrides)
-  runners = {"jax": jax_case(cfg, batch, crop)}
+  runners = {"jax": jax_case(cfg, batch, crop, FLAGS.compute_dtype)}
   if with_torch:
     runners["torch"] = torch_case(cfg, batch, crop)
     if runners["torch"][1] != runners["jax"][1]:
@@ -129,6 +153,9 @@ def main(argv):
       raise app.UsageError(f"--threads={FLAGS.threads} but only {len(cores)} cores available")
     os.sched_setaffinity(0, cores[:FLAGS.threads])  # before XLA sizes its thread pool
   num_threads = len(os.sched_getaffinity(0))
+  from l3c_jax.train import xla_cpu  # pylint: disable=g-import-not-at-top
+  if not FLAGS.xla_ynn_convolutions:
+    xla_cpu.use_training_flags()  # as experiments/train.py (before JAX's backend starts)
   import jax  # pylint: disable=g-import-not-at-top
   torch_note = "torch: off"
   if FLAGS.torch_baseline:
@@ -142,12 +169,15 @@ def main(argv):
         f"devices: {jax.device_count()}, CPU cores available: {os.cpu_count()}, "
         f"used: {num_threads} (XLA: threads={num_threads}, one per core of the process affinity; "
         f"{torch_note})")
+  print(f"uptime: {_uptime()}")
+  print(f"JAX compute dtype: {FLAGS.compute_dtype}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(f"median of {FLAGS.steps} steps per framework after one warm-up step"
         + ("; JAX and torch steps interleaved" if FLAGS.torch_baseline else ""))
   header = (f"{'case':<16} {'batch':>5} {'crop':>5} {'first step s':>12} {'s/step':>8} "
             f"{'steps/s':>8} {'img/s':>8} {'kpx/s':>8}")
   if FLAGS.torch_baseline:
     header += f" {'torch s/step':>12} {'torch img/s':>11} {'jax/torch time ratio':>20}"
+  header += f" {'load 1m':>7}"
   print(header, flush=True)
   for name in FLAGS.cases:
     _, batch, crop = CASES[name]
@@ -158,9 +188,11 @@ def main(argv):
     if FLAGS.torch_baseline:
       line += (f" {r['torch_s']:>12.3f} {batch / r['torch_s']:>11.2f} "
                f"{sec / r['torch_s']:>20.3f}")
+    line += f" {os.getloadavg()[0]:>7.2f}"
     print(line, flush=True)
   official = ", ".join(f"{k} {v} s" for k, v in OFFICIAL_2_THREADS_S.items())
   print(f"(official L3C-PyTorch, idle machine, 2 threads, docs/measurements.md: {official}/step)")
+  print(f"uptime: {_uptime()}")
 
 
 if __name__ == "__main__":

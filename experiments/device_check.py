@@ -324,4 +324,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from l3c_jax.train import xla_cpu  # pylint: disable=g-import-not-at-top
+  xla_cpu.use_training_flags()  # time training as train.py runs it (no effect off the CPU)
   app.run(main)

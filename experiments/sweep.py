@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 
 from l3c_jax.train import config as config_lib
+from l3c_jax.train import xla_cpu
 
 config_lib.define_flags()
 config_lib.define_program_flags()
@@ -97,4 +98,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  xla_cpu.use_training_flags()  # as train.py: before JAX's backend starts
   app.run(lambda argv: sys.exit(main(argv)))

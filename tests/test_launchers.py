@@ -45,7 +45,7 @@ def test_absl_launcher_help_lists_its_flags(name):
   expected = _flags_read_by(name)
   if name in ("train", "sweep"):  # read through l3c_jax.train.config, not by name
     expected |= {"workdir", "data_dir", "val_dir", "dry_run", "model.num_channels",
-                 "train.batch_size", "train.init_from"}
+                 "train.batch_size", "train.init_from", "train.compute_dtype"}
   assert expected, "no flags found in the source"
   assert not [f for f in sorted(expected) if not _listed(f, help_text)], help_text
 

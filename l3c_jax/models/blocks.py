@@ -69,7 +69,9 @@ class ProbHead(nn.Module):
   """Atrous probability classifier: 3x3 convs at dilation 1, 2, 4 in parallel, concat, 1x1.
 
   dtype: compute dtype of the atrous convs (None = float32). The final 1x1 conv, which gives
-  the mixture parameters, always computes in float32 (`float32_out`).
+  the mixture parameters, always computes in float32: mixed precision keeps the likelihood, and
+  the layer that produces its parameters, in float32 (bfloat16's 8-bit mantissa would round a
+  mean of 200 grey levels to a multiple of 1, the width of a pixel bin).
   """
   num_channels: int
   out_channels: int
@@ -80,9 +82,9 @@ class ProbHead(nn.Module):
   def __call__(self, f):
     branches = [layers.Conv(self.num_channels, 3, dilation=r, exact=self.exact,
                             dtype=self.dtype, name=f"atrous{r}")(f) for r in (1, 2, 4)]
-    h = jnp.concatenate(branches, axis=-1)
+    # No dtype on the last conv: flax promotes its (bfloat16) input and float32 kernel to float32.
     return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6,
-                       name="out")(float32_out(h, self.dtype))
+                       name="out")(jnp.concatenate(branches, axis=-1))
 
 
 class PhaseHead(nn.Module):
@@ -90,7 +92,7 @@ class PhaseHead(nn.Module):
   concatenated with the earlier phases' pixels, then a 1x1 to the mixture params.
 
   dtype: compute dtype of the 3x3 convs (None = float32); the 1x1 to the mixture parameters
-  always computes in float32 (`float32_out`).
+  always computes in float32 (as in `ProbHead`).
   """
   num_channels: int
   out_channels: int
@@ -104,19 +106,7 @@ class PhaseHead(nn.Module):
                             name="ctx")(h))
     h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, range_log2=5,
                             dtype=self.dtype, name="mid")(h))
-    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6,
-                       name="out")(float32_out(h, self.dtype))
-
-
-def float32_out(h: jax.Array, dtype) -> jax.Array:
-  """The input of a head's last (1x1) conv: float32, so the mixture parameters are computed and
-  returned in float32 whatever the compute dtype of the layers before (mixed precision keeps the
-  likelihood, and the layer that produces its parameters, in float32: bfloat16's 8-bit mantissa
-  would round a mean of 200 grey levels to a multiple of 1, the width of a pixel bin).
-
-  With dtype None (float32 compute) h is returned as it is, so that path is unchanged.
-  """
-  return h if dtype is None else h.astype(jnp.float32)
+    return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6, name="out")(h)
 
 
 def rgb_head_channels(num_mixtures: int) -> int:
