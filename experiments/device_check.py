@@ -7,7 +7,8 @@ in one process and printed as one table (and --json):
   train f32    the training step of the preset's model fed by that input path: steps/s,
                images/s (compilation and the first steps excluded);
   train bf16   the same with --train.compute_dtype=bfloat16;
-  sweep x4     one step of a 4-member vmapped sweep (experiments/sweep.py's step) on one batch;
+  sweep x4     one step of a 4-member sweep (experiments/sweep.py's step; vmapped, or a loop on
+               a CPU as the sweep does there) on one batch;
   codec        encode and decode seconds of a 512x512 crop with the shipped default model
                (compilation excluded), exact round trip checked;
   portable     a file written here decodes exactly in a CPU-only process, and the file that
@@ -154,7 +155,10 @@ def check_sweep(preset: str, device) -> dict:
   tx = step_lib.make_optimizer(tcfg, 1000)
   with jax.default_device(device):
     states = ensemble.create_states(cfg, tx, list(range(members)), [1.0] * members)
-    sweep_step = jax.jit(ensemble.make_sweep_step(cfg, tx, members, mode="vmap"),
+    # vmap on accelerators; on the CPU the sweep's default is a loop (XLA:CPU's batched convs
+    # were ~100x slower per member than the loop's).
+    mode = ensemble.default_mode()
+    sweep_step = jax.jit(ensemble.make_sweep_step(cfg, tx, members, mode=mode),
                          donate_argnums=(0,))
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.integers(0, 256, (tcfg.batch_size, tcfg.crop_size, tcfg.crop_size, 3),
@@ -169,7 +173,8 @@ def check_sweep(preset: str, device) -> dict:
 
   step()
   rate, _ = _rate(step, FLAGS.seconds)
-  return {"steps_per_s": rate, "member_images_per_s": rate * members * tcfg.batch_size}
+  return {"steps_per_s": rate, "member_images_per_s": rate * members * tcfg.batch_size,
+          "mode": mode}
 
 
 def _codec_pixels() -> np.ndarray:
@@ -298,7 +303,7 @@ def main(argv):
             f"images/s (first two steps {r['first_s']:.1f} s; bpsp {r['bpsp']:.3f})")
   if "sweep x4" in results:
     r = results["sweep x4"]
-    print(f"{'sweep x4 (vmap)':<16} {r['steps_per_s']:.2f} steps/s, "
+    print(f"{'sweep x4 (' + r['mode'] + ')':<16} {r['steps_per_s']:.2f} steps/s, "
           f"{r['member_images_per_s']:.1f} member-images/s")
   if "codec 512x512" in results:
     r = results["codec 512x512"]
