@@ -109,7 +109,8 @@ def test_pipelined_decoder_uses_small_chunks(pyramid_model, monkeypatch):
   np.testing.assert_array_equal(back.pixels, image.pixels)
 
 
-@pytest.mark.parametrize("which", ["l3c", "pyramid"])
+# pyramid: slow (67 s in CI); the shipped pyramid model's golden files check its bytes by default
+@pytest.mark.parametrize("which", ["l3c", pytest.param("pyramid", marks=pytest.mark.slow)])
 def test_fast_paths_give_the_bytes_of_the_plain_ones(which, l3c_model, pyramid_model,
                                                      monkeypatch):
   """Interval coding and tile threads against whole tables, one tile at a time: same bytes

@@ -17,7 +17,8 @@ def _batches(n):
   return [jnp.asarray(rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-@pytest.mark.parametrize("mode", ["loop", "vmap"])
+# loop: slow (49 s in CI)
+@pytest.mark.parametrize("mode", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
 def test_sweep_members_equal_separate_runs(mode):
   tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
   seeds, lrs = [0, 1], [1.0, 2.0]
@@ -46,6 +47,7 @@ def test_sweep_members_equal_separate_runs(mode):
   assert not np.allclose(np.asarray(p0), np.asarray(p1))
 
 
+@pytest.mark.slow  # 29 s in CI; test_sweep covers freezing end to end (slow too)
 def test_frozen_member_keeps_its_state():
   """active=False (a diverged or padding member) masks the member's update off entirely."""
   tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)

@@ -125,6 +125,7 @@ def test_compute_dtype_flag_and_config():
     TrainConfig(compute_dtype="float16")
 
 
+@pytest.mark.slow  # 27 s in CI (a loop run compiles)
 def test_the_training_loop_trains_in_the_configured_dtype(tmp_path, monkeypatch):
   """--train.compute_dtype reaches the loop's step (which then trains)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SCRIPT = textwrap.dedent("""
@@ -41,6 +43,8 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+# 39 s in CI; test_multidevice checks the padding rows by default
+@pytest.mark.slow
 def test_four_device_step_on_batch_30_equals_one_device_step():
   # A subprocess on purpose: the four CPU devices come from XLA_FLAGS, which XLA reads once when
   # the backend starts; this test process already runs with one device.
