@@ -1,6 +1,5 @@
 """`train_and_evaluate`: the one impure training orchestrator (data, devices, checkpoints, logs)."""
 
-import functools
 import json
 import os
 import signal
@@ -121,6 +120,27 @@ def _export_model(workdir: str, config: ExperimentConfig, params, meta: dict) ->
   """Writes WORKDIR/model (the format `l3c_jax.load_model` and the codec read)."""
   model_io.save_model(os.path.join(workdir, "model"), config.model,
                       jax.device_get(params), metadata=meta)
+
+
+def catch_stop_signals(handler) -> dict:
+  """Installs `handler` for SIGTERM and SIGINT -> the previous handlers, for
+  `restore_signals`; none where signals cannot be caught (Windows, a thread other than the
+  main one, e.g. in tests)."""
+  old = {}
+  if sys.platform != "win32":
+    try:
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        old[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+      for sig, h in old.items():
+        signal.signal(sig, h)
+      old = {}
+  return old
+
+
+def restore_signals(old: dict) -> None:
+  for sig, h in old.items():
+    signal.signal(sig, h)
 
 
 def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh) -> dict:
@@ -266,13 +286,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
          + (f" (process {pidx}; all processes stop at the same step)" if nproc > 1 else ""))
     stop["flag"] = True
 
-  old_handlers = {}
-  if sys.platform != "win32":
-    try:
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        old_handlers[sig] = signal.signal(sig, _on_signal)
-    except ValueError:  # not the main thread (e.g. tests)
-      old_handlers = {}
+  old_handlers = catch_stop_signals(_on_signal)
 
   def save(step):
     meta = {"step": step, "data_position": batches.position, "train_seconds": elapsed,
@@ -381,7 +395,6 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
       log(f"checkpoint at step {step} written to {ckpt.directory}")
     loader.close()
     ckpt.close()
-    for sig, h in old_handlers.items():
-      signal.signal(sig, h)
+    restore_signals(old_handlers)
   last["step"] = step
   return last

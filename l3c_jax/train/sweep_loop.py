@@ -21,7 +21,6 @@ survive, with the main loop's pieces (`loop.MetricsWriter`, `loop.evaluate`,
 
 import json
 import os
-import signal
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -192,13 +191,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
     _log(f"signal {signum}: checkpointing and stopping")
     stop["flag"] = True
 
-  old_handlers = {}
-  if sys.platform != "win32":
-    try:
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        old_handlers[sig] = signal.signal(sig, _on_signal)
-    except ValueError:  # not the main thread
-      old_handlers = {}
+  old_handlers = loop.catch_stop_signals(_on_signal)
 
   batches = input_lib.DevicePrefetcher(loader, lambda b: jax.device_put(b, replicated),
                                        tcfg.device_prefetch)
@@ -295,8 +288,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
       _log(f"checkpoint at step {step} written to {ckpt.directory}")
     loader.close()
     ckpt.close()
-    for sig, h in old_handlers.items():
-      signal.signal(sig, h)
+    loop.restore_signals(old_handlers)
 
   summary = []
   for j in range(n):
