@@ -11,8 +11,10 @@ Run each side with PYTHONPATH=<l3c-jax checkout> and that environment's python (
 other XLA_FLAGS, another machine). Exit status 0 only if everything is identical. Digests (sha256, 16 hex) are taken per coding step, in
 coding order, identically on the encode and decode side:
   head   the integer head parameters (codec._head_rows output: logit16/mean64/ls32/coeff16)
-  tables the range coder's integer frequency tables of one substream (all chunks)
-  sym    the symbols of one substream
+  tables the range coder's integer frequency tables of one substream (all chunks; uniform and
+         latent steps: pixel steps are window-coded since format version 4, the encoder
+         computes intervals and the decoder window tables, so they have no common table)
+  sym    the symbols of one substream (pixel steps: of the step, all channels)
 so a mismatch is located at the first stage that differs.
 """
 import argparse
@@ -104,6 +106,22 @@ def _read(self, key, data, table_iter, n, per_row):
 
 codec._TileCoder.write = _write
 codec._TileCoder.read = _read
+
+
+def _logged_pixel_symbols(orig):
+  """Pixel steps log their symbols only (the encoder's interval tables and the decoder's head
+  rows have no counterpart on the other side)."""
+  def pixel_symbols(self, step, head, num_channels):
+    n = len(_LOG)
+    out = orig(self, step, head, num_channels)
+    del _LOG[n:]
+    _LOG.append(("sym:" + step.name, _h(np.asarray(out, np.int32))))
+    return out
+  return pixel_symbols
+
+
+codec._Encoding.pixel_symbols = _logged_pixel_symbols(codec._Encoding.pixel_symbols)
+codec._Decoding.pixel_symbols = _logged_pixel_symbols(codec._Decoding.pixel_symbols)
 
 # ---------------------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Golden `.l3c` files (tests/testdata/goldens/) guard the bitstream: they must dec
 and encoding their images must give the same bytes (model-coded goldens; the `palette_auto`
 golden holds an embedded PNG / WebP stream, whose bytes depend on Pillow's zlib and libwebp, so
 it is checked by decoding only). Files of format version 2 (tests/testdata/format2/, written by
-l3c-jax 0.2) must still decode. They are regenerated only by an explicit
+l3c-jax 0.2) and 3 (tests/testdata/format3/: the goldens before pixel steps were window-coded)
+must still decode. They are regenerated only by an explicit
 switch, `L3C_UPDATE_GOLDENS=1 python -m pytest tests/test_shipped_model.py`, and only when the
 format version or the shipped model changed (anything else that changes the bytes is a bug, or
 needs a format-version bump in the same commit).
@@ -51,6 +52,7 @@ def golden_image(name: str) -> images.ImageData:
 NAMES = ("rgb", "gray", "rgba", "palette", "palette_auto")
 MODEL_CODED = ("rgb", "gray", "rgba", "palette")  # encoding must reproduce their bytes
 FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
+FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
 
 
 def _method(name: str) -> str:
@@ -116,15 +118,17 @@ def test_golden_decodes_bit_exactly(model, name):
   assert (stats.method == bitstream.METHOD_MODEL) == (name in MODEL_CODED)
 
 
-@pytest.mark.parametrize("name", ["rgb", "gray", "palette"])
-def test_format_2_files_still_decode(model, name):
-  data = (FORMAT2 / f"{name}.l3c").read_bytes()
-  assert data[4] == 2
+@pytest.mark.parametrize("version,name", [(2, n) for n in ("rgb", "gray", "palette")]
+                         + [(3, n) for n in MODEL_CODED])
+def test_files_of_earlier_formats_still_decode(model, version, name):
+  """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files."""
+  data = ((FORMAT2 if version == 2 else FORMAT3) / f"{name}.l3c").read_bytes()
+  assert data[4] == version
   image, _ = codec.decode(data, model)
   want = golden_image(name)
   np.testing.assert_array_equal(image.pixels, want.pixels)
   assert image.mode == want.mode and image.palette == want.palette
-  assert image.metadata == ()
+  assert image.metadata == (() if version == 2 else want.metadata)
 
 
 @pytest.mark.parametrize("name", MODEL_CODED)

@@ -32,7 +32,8 @@ Layout (all integers little-endian):
   ...           payload: the N substreams back to back, nothing after them
 
 Version 2 files (l3c-jax 0.2: no method byte, metadata records or tile CRCs; the content CRC
-covers the pixel bytes alone) are still read.
+covers the pixel bytes alone) and version 3 files (pixel steps coded with whole tables) are still
+read.
 
 Checks on parsing, in order: magic, version (a newer version is refused as such, and so are the
 float-numerics files of version 1, by name), header length, header CRC, field ranges, numerics
@@ -42,7 +43,10 @@ Every failure raises `CodecError` with a one-line message.
 Version history: 1 (float tables: a file decoded only in the environment that wrote it);
 2 adds the numerics byte and codes with the exact fixed-point model (numerics 1); 3 adds the
 method byte (embedded PNG / WebP streams for images the model codes badly), metadata records,
-per-tile CRCs, and a content CRC that also covers mode, palette, transparency and metadata.
+per-tile CRCs, and a content CRC that also covers mode, palette, transparency and metadata;
+4 window-codes the pixel steps (`coding.exact_tables` "Window coding", `coding.codec`
+BLOCK_ROWS: the same intervals for symbols near the mixture's centre, escapes coded twice; the
+decoder builds about a quarter of the table entries); the container is unchanged.
 """
 
 import dataclasses
@@ -51,7 +55,7 @@ import zlib
 from typing import Optional, Tuple, Union
 
 MAGIC = b"L3CJ"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 NUMERICS_VERSIONS = (1,)     # numerics this version of l3c-jax decodes
 FINGERPRINT_BYTES = 16
 MAX_SIDE = 1 << 20           # refuse absurd dimensions before allocating anything
@@ -63,8 +67,8 @@ MAX_METADATA_RECORDS = 1 << 12
 METHOD_MODEL = 0  # the model, component by component, tile by tile (`coding.codec`)
 METHOD_PNG = 1    # one substream: a PNG file of the image (`coding.embedded`)
 METHOD_WEBP = 2   # one substream: a lossless WebP file of the image (`coding.embedded`)
-READ_VERSIONS = (2, 3)      # format versions this l3c-jax decodes (2: no method, metadata,
-                            # tile CRCs; written by l3c-jax 0.2)
+READ_VERSIONS = (2, 3, 4)   # format versions this l3c-jax decodes (2: no method, metadata,
+                            # tile CRCs; written by l3c-jax 0.2; 3: whole-table pixel steps)
 METHOD_NAMES = {METHOD_MODEL: "model", METHOD_PNG: "png", METHOD_WEBP: "webp"}
 
 MODE_CODES = {"RGB": 1, "L": 2, "RGBA": 3, "LA": 4, "P": 5, "1": 6}

@@ -78,10 +78,12 @@ FEW_COLORS = 256
 # gives the same bytes as whole tables; False builds whole tables like the decoder (for
 # experiments/check_portable.py's per-stage digests, and tests comparing the two).
 ENCODE_FROM_INTERVALS = True
-# The decoder reads pixel steps' channels pipelined in chunks of at most this many rows
-# (`_Decoding.head_symbols`); False reads them one channel after the other (`_Decoding.symbols`).
-DECODE_PIPELINED = True
-DECODE_CHUNK_ROWS = 4096
+# Pixel steps are coded in blocks of this many rows (format version 4): each channel's substream
+# holds, block after block, the window entries of the block's rows, then the escaped rows'
+# symbols again with their escapes' tables (`exact_tables` "Window coding"). The decoder reads a
+# block's channels pipelined (`_Decoding.pixel_symbols`). Part of the format: changing it changes
+# the bytes (tests may lower it on both sides at once).
+BLOCK_ROWS = 4096
 # Tiles coded at once (threads). Tiles are independent, and while one waits on its network (which
 # keeps about one core busy) or on the range coder, another builds tables; more than two did not
 # pay on the 2-core machine, and each tile in flight holds its activations and tables.
@@ -108,6 +110,8 @@ class CodingStats:
       'webp' (embedded streams), 'total'; the stages of tiles coded in threads add up to more
       than 'total'.
     method: the file's bitstream.METHOD_* (for an encode: the one chosen).
+    counts: events per kind, summed over tiles: 'escapes' (pixel symbols outside their window
+      table, coded a second time with their escape's table; format version 4).
   """
   num_subpixels: int = 0
   file_bits: int = 0
@@ -116,6 +120,7 @@ class CodingStats:
   theory_bits: Dict[str, float] = dataclasses.field(default_factory=dict)
   times_s: Dict[str, float] = dataclasses.field(default_factory=dict)
   method: int = bitstream.METHOD_MODEL
+  counts: Dict[str, float] = dataclasses.field(default_factory=dict)
 
   @property
   def bpsp(self) -> float:
@@ -162,7 +167,8 @@ def _merge_stats(into: CodingStats, part: CodingStats) -> None:
   """Adds a tile's bits and stage times to the image's stats (stage times of tiles coded at
   once add up to more than the wall time)."""
   for table, other in ((into.actual_bits, part.actual_bits),
-                       (into.theory_bits, part.theory_bits), (into.times_s, part.times_s)):
+                       (into.theory_bits, part.theory_bits), (into.times_s, part.times_s),
+                       (into.counts, part.counts)):
     for key, value in other.items():
       _accumulate(table, key, value)
 
@@ -247,13 +253,6 @@ def _network_input(plane: np.ndarray) -> jax.Array:
   return jnp.asarray(plane[None].astype(np.float32))
 
 
-def _x_prev_rows(pixels: np.ndarray, channel: int, num_rows_padded: int) -> jax.Array:
-  """[n_pad, 3] float32: channels < `channel` from pixels [n, C], everything else 0."""
-  x_prev = np.zeros((num_rows_padded, 3), np.float32)
-  x_prev[:pixels.shape[0], :channel] = pixels[:, :channel]
-  return jnp.asarray(x_prev)
-
-
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _head_rows(head: jax.Array, coupled: bool, chunk: int) -> jax.Array:
   """Snapped head params [1, h, w, P C K] -> rows [n_pad, P C K] in the integer units of
@@ -268,13 +267,18 @@ def _estimate_bits(config, step: plan_lib.Step, head, values, num_channels: int)
   return jnp.sum(losses.step_bits(config, step, head, values)[..., :num_channels])
 
 
+def _block_of(rows: np.ndarray, n: int) -> np.ndarray:
+  """Block index of pixel rows (BLOCK_ROWS rows per block; one block when n <= BLOCK_ROWS)."""
+  return rows // BLOCK_ROWS if n > BLOCK_ROWS else np.zeros_like(rows)
+
+
 class _Encoding:
   """The encoder's side of a tile: the symbols are known, substreams are written.
 
   HEAD steps are coded from each symbol's interval in its table (`exact_tables.*_intervals`,
-  two table edges per symbol instead of A + 1, in one jitted call per step) with 3-entry tables
-  that the range coder turns into the same bytes as the whole tables
-  (`tables.interval_tables`); the decoder, which needs whole tables, builds them as before.
+  a few table edges per symbol instead of A + 1, in one jitted call per step) with 3-entry
+  tables that the range coder turns into the same bytes as the tables the decoder builds
+  (`tables.interval_tables`).
   """
 
   def __init__(self, coder: "_TileCoder", targets):
@@ -293,35 +297,66 @@ class _Encoding:
     return symbols
 
   def head_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int) -> jax.Array:
-    """Writes a HEAD step's symbols (one substream per pixel channel, or one for a latent's
-    C_q channels in (position, channel) order); returns them [1, h, w, C'] int32."""
+    """Writes a latent HEAD step's symbols (one substream, (position, channel) order) from
+    their intervals; returns them [1, h, w, C_q] int32."""
     symbols = self.targets[step.name][0]
     coder = self.coder
     with coder.clock("tables"):
-      if step.alphabet == plan_lib.LATENT:
-        left, freq = exact_tables.latent_intervals(head, symbols, coder.config)
-        columns = [(left, freq)]
-        num_bins = coder.config.num_levels
-      else:
-        left, freq = exact_tables.pixel_intervals(head, symbols, num_channels, coder.config)
-        columns = [(left[:, c], freq[:, c]) for c in range(num_channels)]
-        num_bins = 256
-    for left, freq in columns:
+      left, freq = exact_tables.latent_intervals(head, symbols, coder.config)
+      coded, table = tables.interval_tables(left, freq, coder.config.num_levels)
+    self.streams.append(coder.write(step.group, coded, [(0, table)], 1))
+    return symbols
+
+  def pixel_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int
+                    ) -> jax.Array:
+    """Writes a pixel HEAD step's symbols, one substream per channel, with window coding
+    (format version 4: per block, the rows' window entries, then the escaped rows' symbols with
+    their escapes' tables); returns them [1, h, w, 3] int32."""
+    symbols = self.targets[step.name][0]
+    coder = self.coder
+    width = exact_tables.WINDOW_BINS
+    with coder.clock("tables"):
+      left, freq, offsets, rows = exact_tables.pixel_window_intervals(
+          head, symbols, num_channels, coder.config)
+      flat = np.asarray(symbols).reshape(-1, 3)
+    n = flat.shape[0]
+    for c in range(num_channels):
       with coder.clock("tables"):
-        coded, table = tables.interval_tables(left, freq, num_bins)
+        coded, table = tables.interval_tables(left[:, c], freq[:, c], width + 2)
+        s, t = flat[:, c], offsets[:, c]
+        escaped = np.flatnonzero(((s <= t) & (t > 0)) | ((s > t + width) & (t < 254 - width)))
+        if escaped.size:
+          r = exact_tables.escape_frequencies(exact_tables.full_rows(rows[c], escaped),
+                                              t[escaped], s[escaped] > t[escaped])
+          e = np.arange(escaped.size)
+          sym = s[escaped]
+          r_left = np.cumsum(r, axis=1)[e, sym] - r[e, sym]
+          r_coded, r_table = tables.interval_tables(r_left, r[e, sym], 256)
+          # Stream order: block by block, the block's entries, then its escapes (row order).
+          keys = np.concatenate([2 * _block_of(np.arange(n), n),
+                                 2 * _block_of(escaped, n) + 1])
+          order = np.argsort(keys, kind="stable")
+          coded = np.concatenate([coded, r_coded])[order]
+          table = np.concatenate([table, r_table])[order]
+        _accumulate(coder.stats.counts, "escapes", escaped.size)
       self.streams.append(coder.write(step.group, coded, [(0, table)], 1))
     return symbols
 
 
 class _Decoding:
-  """The decoder's side of a tile: substreams are read, the symbols come out."""
+  """The decoder's side of a tile: substreams are read, the symbols come out.
 
-  def __init__(self, coder: "_TileCoder", streams: Iterator[bytes]):
+  windowed: pixel steps are window-coded (format version >= 4); else they were coded with whole
+  tables (format versions 2 and 3), and are read with whole tables.
+  """
+
+  def __init__(self, coder: "_TileCoder", streams: Iterator[bytes], windowed: bool = True):
     self.coder = coder
     self.streams = streams
+    self.windowed = windowed
 
   def symbols(self, step: plan_lib.Step, table_iters, shape) -> jax.Array:
-    """Reads the step's symbols with the tables -> [1, h, w, C'] int32 (gray pixels as RGB)."""
+    """Reads the step's symbols with the tables -> [1, h, w, C'] int32."""
     n, c = math.prod(shape[:-1]), shape[-1]
     flat = np.zeros((n, c), np.int32)
     for table_iter, channel in table_iters(flat):
@@ -335,19 +370,22 @@ class _Decoding:
       symbols = np.repeat(symbols, 3, axis=-1)  # gray: the network sees it as RGB
     return jnp.asarray(symbols)
 
-  def head_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int) -> jax.Array:
+  def pixel_symbols(self, step: plan_lib.Step, head: jax.Array, num_channels: int
+                    ) -> jax.Array:
     """Reads a pixel HEAD step's symbols, channels pipelined -> [1, h, w, 3] int32.
 
-    Each channel is its own substream, and the tables of chunk i of channel c need only chunk i
-    of channels < c. So chunks are decoded in wavefront order (R0; R1, G0; R2, G1, B0; ...) and
+    Each channel is its own substream, and the tables of block i of channel c need only block i
+    of channels < c. So blocks are decoded in wavefront order (R0; R1, G0; R2, G1, B0; ...) and
     the table of (c + 1, i) is dispatched as soon as (c, i) is decoded: table building (XLA
-    threads) overlaps the range coder instead of waiting for a whole channel. Same tables as
-    `symbols` (`exact_tables.pixel_table_chunk`), so the same symbols.
+    threads) overlaps the range coder instead of waiting for a whole channel. Window tables
+    (`exact_tables.pixel_window_chunk`) and, for the block's escapes, their escapes' tables
+    from whole rows in NumPy (`exact_tables.full_rows`); whole tables for files of format
+    versions 2 and 3 (`exact_tables.pixel_table_chunk`).
     """
     coder = self.coder
     h, w = head.shape[1], head.shape[2]
     n = h * w
-    chunk = min(tables.chunk_rows_for(n), DECODE_CHUNK_ROWS)
+    chunk = min(tables.chunk_rows_for(n), BLOCK_ROWS)   # the format's blocks (`_block_of`)
     num_chunks = -(-n // chunk)
     with coder.clock("tables"):
       rows = _head_rows(head, True, chunk)
@@ -359,11 +397,12 @@ class _Decoding:
         decoders.append(entropy.StreamDecoder(data))
     flat = np.zeros((num_chunks * chunk, 3), np.int32)
     pending = {}
+    build = exact_tables.pixel_window_chunk if self.windowed else exact_tables.pixel_table_chunk
 
     def dispatch(c, i):
       x_prev = np.zeros((chunk, 3), np.float32)
       x_prev[:, :c] = flat[i * chunk:(i + 1) * chunk, :c]
-      pending[c, i] = exact_tables.pixel_table_chunk(rows, x_prev, i * chunk, c, coder.config)
+      pending[c, i] = build(rows, x_prev, i * chunk, c, coder.config)
 
     with coder.clock("tables"):
       for i in range(min(tables.PREFETCH_CHUNKS, num_chunks)):
@@ -377,9 +416,14 @@ class _Decoding:
         with coder.clock("tables"):
           if (c, i) not in pending:
             dispatch(c, i)
-          table = np.asarray(pending.pop((c, i)))[:m]
-        with coder.clock("coder"):
-          flat[i * chunk:i * chunk + m, c] = decoders[c].decode(table)
+          job = pending.pop((c, i))
+        if self.windowed:
+          flat[i * chunk:i * chunk + m, c] = self._read_window_block(decoders[c], job, m)
+        else:
+          with coder.clock("tables"):
+            table = np.asarray(job)[:m]
+          with coder.clock("coder"):
+            flat[i * chunk:i * chunk + m, c] = decoders[c].decode(table)
         with coder.clock("tables"):
           if c + 1 < num_channels:
             dispatch(c + 1, i)
@@ -389,6 +433,33 @@ class _Decoding:
     if num_channels == 1:
       symbols = np.repeat(symbols[..., :1], 3, axis=-1)  # gray: the network sees it as RGB
     return jnp.asarray(symbols)
+
+  def _read_window_block(self, decoder: entropy.StreamDecoder, job, m: int) -> np.ndarray:
+    """One block of one channel: m window entries, then the escaped rows again -> [m] int32."""
+    coder = self.coder
+    table, offsets, row = job
+    with coder.clock("tables"):
+      table = np.asarray(table)[:m]
+      offsets = np.asarray(offsets)[:m]
+    with coder.clock("coder"):
+      entries = decoder.decode(table)
+    symbols, escaped = exact_tables.window_symbols(entries, offsets)
+    escaped = np.flatnonzero(escaped)
+    if escaped.size:
+      with coder.clock("escapes"):
+        high = entries[escaped] != 0
+        r = exact_tables.escape_frequencies(exact_tables.full_rows(row, escaped),
+                                            offsets[escaped], high)
+      with coder.clock("coder"):
+        again = decoder.decode((r - 1).astype(np.float32))
+      t = offsets[escaped]
+      if np.any(np.where(high, again <= t + exact_tables.WINDOW_BINS, again > t)):
+        # Only bins of the escape have more than the minimal frequency; a valid file never
+        # codes another.
+        raise entropy.StreamError("an escaped pixel symbol outside its escape's bins")
+      symbols[escaped] = again
+    _accumulate(coder.stats.counts, "escapes", escaped.size)
+    return symbols
 
 
 class _TileCoder:
@@ -431,12 +502,13 @@ class _TileCoder:
     self._code(side, padded.shape[0], padded.shape[1], plane.shape[2])
     return side.streams
 
-  def decode(self, streams: Iterator[bytes], height: int, width: int, num_channels: int
-             ) -> np.ndarray:
-    """Substreams of one tile -> uint8 [height, width, num_channels]."""
+  def decode(self, streams: Iterator[bytes], height: int, width: int, num_channels: int,
+             windowed: bool = True) -> np.ndarray:
+    """Substreams of one tile -> uint8 [height, width, num_channels]; windowed: pixel steps
+    are window-coded (format version >= 4, `_Decoding`)."""
     f = self.config.padding_factor
     hp, wp = images.padded_size(height, f), images.padded_size(width, f)
-    x = self._code(_Decoding(self, streams), hp, wp, num_channels)
+    x = self._code(_Decoding(self, streams, windowed), hp, wp, num_channels)
     return np.asarray(x[0, :height, :width, :num_channels]).astype(np.uint8)
 
   def _code(self, side, hp: int, wp: int, num_channels: int) -> jax.Array:
@@ -457,11 +529,10 @@ class _TileCoder:
           jax.block_until_ready(head)
         shape = head.shape[1:3] + (c,)
         table_iters = functools.partial(self._tables, step, head)
-      if (head is not None and isinstance(side, _Encoding) and ENCODE_FROM_INTERVALS
-          and self._intervals_ok(step)):
-        symbols = side.head_symbols(step, head, c)
-      elif (head is not None and isinstance(side, _Decoding) and DECODE_PIPELINED
-            and step.alphabet == plan_lib.PIXEL):
+      if head is not None and step.alphabet == plan_lib.PIXEL:
+        symbols = side.pixel_symbols(step, head, c)
+      elif (head is not None and isinstance(side, _Encoding) and ENCODE_FROM_INTERVALS
+            and self.config.num_levels >= 3):  # interval tables need >= 3 symbols
         symbols = side.head_symbols(step, head, c)
       else:
         symbols = side.symbols(step, table_iters, shape)
@@ -474,25 +545,12 @@ class _TileCoder:
     return self.family.image(cfg, ctx)
 
   def _tables(self, step: plan_lib.Step, head, flat: np.ndarray):
-    """(table iterator, channel) pairs of a HEAD step, one per substream: a latent's C_q
-    channels in one substream (channel None), or one per pixel channel c, whose tables are
-    conditioned on channels < c of `flat` (the decoder fills them in as it goes)."""
+    """[(table iterator, None)]: a latent HEAD step's tables, its C_q channels in one substream
+    (pixel steps are window-coded: `pixel_symbols`)."""
     n = head.shape[1] * head.shape[2]
     with self.clock("tables"):
-      if step.alphabet == plan_lib.LATENT:
-        rows = _head_rows(head, False, tables.latent_chunk_positions(n, self.config))
-        return [(exact_tables.latent_tables(rows, n, self.config), None)]
-      rows = _head_rows(head, True, tables.chunk_rows_for(n))
-
-    def channel_tables(c):
-      x_prev = _x_prev_rows(flat, c, rows.shape[0])
-      return exact_tables.pixel_tables(rows, x_prev, n, c, self.config)
-
-    return ((_Lazy(channel_tables, c), c) for c in range(flat.shape[1]))
-
-  def _intervals_ok(self, step: plan_lib.Step) -> bool:
-    """Interval tables need alphabets of >= 3 symbols (pixels: 256; latents: L)."""
-    return step.alphabet == plan_lib.PIXEL or self.config.num_levels >= 3
+      rows = _head_rows(head, False, tables.latent_chunk_positions(n, self.config))
+    return [(exact_tables.latent_tables(rows, n, self.config), None)]
 
   def _uniform_table(self, n: int, num_levels: int) -> np.ndarray:
     with self.clock("tables"):
@@ -525,18 +583,6 @@ class _TileCoder:
       with self.clock("coder"):
         out[start * per_row:start * per_row + table.shape[0]] = dec.decode(table)
     return out
-
-
-class _Lazy:
-  """An iterable whose iterator is made when iteration starts: the tables of pixel channel c
-  depend on channels < c, which the decoder has only once those are decoded."""
-
-  def __init__(self, make, *args):
-    self.make = make
-    self.args = args
-
-  def __iter__(self):
-    return iter(self.make(*self.args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,7 +931,8 @@ def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats,
       i, y, x, th, tw = jobs[job_index]
       tile = coder.for_tile(tracker.tile(th * tw, len(coder.plan)))
       c = _component_channels(header.components[i][0])
-      pixels = tile.decode(iter(tile_streams[job_index]), th, tw, c)
+      pixels = tile.decode(iter(tile_streams[job_index]), th, tw, c,
+                           windowed=header.version >= 4)
       if tile_crcs is not None and bitstream.crc32(
           np.ascontiguousarray(pixels).tobytes()) != tile_crcs[job_index]:
         raise CodecError(f"{_INTACT_BUT_WRONG} (the tile at x={x}, y={y} fails its checksum)")

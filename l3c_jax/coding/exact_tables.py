@@ -522,6 +522,218 @@ def pixel_table_chunk(head_rows: jax.Array, x_prev_chunk: np.ndarray, start: int
       num_mixtures=config.num_mixtures), 256)
 
 
+# ---------------------------------------------------------------------------------------------
+# Window coding of pixel symbols (format version 4; `codec` says how the stream is ordered).
+#
+# A pixel row's 256 bins are partitioned into W + 2 entries around the mixture's centre:
+#   entry 0:      bins 0 .. t               interval [0, C'_{t+1})
+#   entry k:      bin t + k, k = 1 .. W     interval [C'_{t+k}, C'_{t+k+1})
+#   entry W + 1:  bins t + W + 1 .. 255     interval [C'_{t+W+1}, 2^24)
+# with t = `_window_offsets` in [0, 254 - W], so every entry holds at least one bin and q >= 1.
+# The intervals are those of the whole table (same `_cdf_at` / `_cumulative` integers at W + 1
+# edges), so a symbol inside the window codes exactly as with the whole table. An entry 0 or
+# W + 1 holding several bins is an ESCAPE: the symbol is then coded a second time, with the
+# escape's bins' own frequencies rescaled to the coder's total (`escape_frequencies`), later in
+# the same stream. Cost: the escape's interval times the rescaled one is the symbol's q_s / 2^24
+# up to the rescaling's rounding (< 2.2e-5 bits per escape), so the file is the whole tables'
+# size but for the range coder's few more bits per substream; the decoder builds W + 1 edges per row instead of 257, and the range coder
+# scans W + 2 entries instead of 256. The decoder builds whole rows only for escapes, in NumPy
+# int64 (`full_rows`), from the same per-row parameters; the encoder does the same.
+
+WINDOW_BINS = 64   # W (format version 4). 64 bins: 0.5 % (kodim23) / 3.4 % (kodim13) escapes
+
+
+def _window_offsets(w_q14, mean64):
+  """t [N] int32 in [0, 254 - W]: the window of bins t + 1 .. t + W centred on the weighted
+  mixture mean (sum_k w'_k mean64_k) >> 14 (|w'_k mean64_k| <= 2^14 2^15 and sum_k w'_k = 2^14:
+  the sum stays within 2^29, no wrap)."""
+  centre64 = jax.lax.shift_right_arithmetic(jnp.sum(w_q14 * mean64, axis=-1), jnp.int32(14))
+  centre = jax.lax.shift_right_arithmetic(centre64 + 32, jnp.int32(6))
+  return jnp.clip(centre - WINDOW_BINS // 2 - 1, 0, 254 - WINDOW_BINS)
+
+
+def window_symbols(entries: np.ndarray, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Decoded window entries [n] and their rows' t [n] -> (symbols t + entry, escaped) numpy
+  [n] each; an escaped row's symbol is read again (`escape_frequencies`)."""
+  entries = np.asarray(entries, np.int32)
+  offsets = np.asarray(offsets, np.int32)
+  escaped = (((entries == 0) & (offsets > 0))
+             | ((entries == WINDOW_BINS + 1) & (offsets < 254 - WINDOW_BINS)))
+  return offsets + entries, escaped
+
+
+@jax.jit
+def _window_offsets_jit(w_q14, mean64):
+  return _window_offsets(w_q14, mean64)
+
+
+@jax.jit
+def _window_cdf(w_q14, mean64, inv_m, inv_e, sigmoid_core, offsets):
+  """c_j [N, W + 1] at the window's edges j = t + 1 .. t + W + 1. Three calls (offsets, this,
+  `_window_frequencies`) because in one fusion XLA recomputed the per-row work per entry (the
+  window then cost about what whole tables do; measured 7-20x slower on an earlier version)."""
+  j = offsets[:, None] + 1 + jnp.arange(WINDOW_BINS + 1, dtype=jnp.int32)[None, :]
+  return _cdf_at(w_q14, mean64, inv_m, inv_e, sigmoid_core, j, 256)
+
+
+@jax.jit
+def _window_frequencies(cdf, offsets):
+  """[N, W + 1] c_j at the window's edges -> [N, W + 2] float32 q - 1 of the window table."""
+  j = offsets[:, None] + 1 + jnp.arange(WINDOW_BINS + 1, dtype=jnp.int32)[None, :]
+  cum = _cumulative(cdf, j, 256)
+  freq = jnp.concatenate([cum[:, :1], cum[:, 1:] - cum[:, :-1], TOTAL_FREQUENCY - cum[:, -1:]],
+                         axis=1)
+  return (freq - 1).astype(jnp.float32)
+
+
+def pixel_window_chunk(head_rows: jax.Array, x_prev_chunk: np.ndarray, start: int,
+                       channel: int, config: L3CConfig):
+  """Window tables of one chunk of one pixel channel, dispatched asynchronously.
+
+  Args: as for `pixel_table_chunk`.
+  Returns:
+    (table [chunk, W + 2] float32 q - 1, t [chunk] int32, row) as device arrays; row = the
+    per-row (w', mean64, m, e) [chunk, K] int32, for `full_rows` of escaped rows.
+  """
+  t = _device_tables()
+  row = _pixel_chunk_params(
+      head_rows, x_prev_chunk, np.int32(start), t["EXP_TABLE"], t["INV_SCALE_M"],
+      t["INV_SCALE_E"], t["COEFF_TABLE"], channel=channel, num_mixtures=config.num_mixtures)
+  offsets = _window_offsets_jit(row[0], row[1])
+  table = _window_frequencies(_window_cdf(*row, t["SIGMOID_CORE"], offsets), offsets)
+  return table, offsets, row
+
+
+FULL_ROWS_SIZES = (64, 256, 1024, 4096)   # padded row counts of `full_rows` (few compiles)
+# Fewer rows than this are built on the host (`_full_rows_host`): a jitted call costs ~0.6 ms
+# of dispatch on the 2-core development CPU, the host ~7 us per row; the decoder's blocks
+# mostly have a few dozen escapes.
+HOST_FULL_ROWS_MAX = 48
+
+
+def full_rows(row, index) -> np.ndarray:
+  """Whole 256-bin frequencies q of rows `index` of per-row params `row` ((w', mean64, m, e),
+  arrays [N, K] int32, device or NumPy) -> [len(index), 256] int64, q >= 1, rows summing to
+  2^24: the integers of the whole tables. Up to HOST_FULL_ROWS_MAX rows in NumPy
+  (`_full_rows_host`), more with the same jitted `_integer_cdf` + `_frequencies` as the whole
+  tables on the gathered rows padded to a size of FULL_ROWS_SIZES (4096 rows per call)."""
+  rows = tuple(np.asarray(a)[index] for a in row)
+  n = rows[0].shape[0]
+  if n <= HOST_FULL_ROWS_MAX:
+    return _full_rows_host(rows)
+  out = []
+  for start in range(0, n, FULL_ROWS_SIZES[-1]):
+    part = tuple(a[start:start + FULL_ROWS_SIZES[-1]] for a in rows)
+    m = part[0].shape[0]
+    size = next(s for s in FULL_ROWS_SIZES if s >= m)
+    padded = tuple(np.pad(a, ((0, size - m), (0, 0))) for a in part)
+    out.append(np.asarray(_table(padded, 256))[:m].astype(np.int64) + 1)
+  return np.concatenate(out)
+
+
+def _full_rows_host(row) -> np.ndarray:
+  """`full_rows` of all rows of NumPy int32 params [n, K], in NumPy by the steps of the module
+  doc with their bounds (int32 through step 3, int64 for step 4, whose c_j A reaches 2^32)."""
+  w, mean, m, e = row
+  core, edge64, j = _host_constants()
+  sat = (core.shape[0] - 1) // 2
+  u = (edge64 - mean[:, :, None]) * m[:, :, None]                     # [n, K, 257], < 2^28
+  np.right_shift(u, e[:, :, None], out=u)
+  u += sat
+  np.clip(u, 0, 2 * sat, out=u)
+  s = core.take(u)                                                      # S_kj in [0, 2^16]
+  s *= w[:, :, None]                                                    # <= 2^30
+  c = s.sum(1, dtype=np.int64) >> (30 - PRECISION_BITS)                 # c_j in [0, 2^24]
+  c[:, 0], c[:, -1] = 0, TOTAL_FREQUENCY
+  cum = c + ((-c * 256) >> PRECISION_BITS) + j       # c - ceil(256 c / 2^24) + j (step 4)
+  return np.diff(cum, axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _host_constants() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """SIGMOID_CORE, the edges 64 j - 32 (int32) and j = 0..256 (int64), for `_full_rows_host`."""
+  table = load_tables()["SIGMOID_TABLE"]
+  sat = sigmoid_saturation(table)
+  j = np.arange(257, dtype=np.int64)
+  return (table[U_MAX_Q - sat:U_MAX_Q + sat + 1].astype(np.int32),
+          (64 * j - 32).astype(np.int32), j)
+
+
+def escape_frequencies(q: np.ndarray, offsets: np.ndarray, high: np.ndarray) -> np.ndarray:
+  """The table an escaped symbol is coded with the second time: its escape's bins only.
+
+  Args:
+    q: [n, 256] int64 whole-row frequencies (`full_rows`), q_i >= 1.
+    offsets: [n] the rows' t; high: [n] bool, True for escapes into entry W + 1 (bins
+      t + W + 1 .. 255), False for entry 0 (bins 0 .. t).
+  Returns:
+    [n, 256] int64 r, sum 2^24 per row, r_i >= 1: r_i = 1 outside the escape's n_b bins;
+    inside, r_i = 1 + (q_i (2^24 - 256)) // Q with Q = their sum of q_i (the escape entry's
+    frequency), and the remainder added to the first bin of largest q. So r_i / 2^24 >=
+    (q_i / Q) (1 - 2^-16): the escape's interval Q / 2^24 times r_s / 2^24 codes a symbol at
+    most log2(2^24 / (2^24 - 256)) = 2.2e-5 bits above its whole-table q_s / 2^24.
+    Bounds: q_i (2^24 - 256) < 2^48 in int64; the bins' r sum to at most 2^24 - 256 + n_b, so
+    the remainder is >= 0.
+  """
+  q = np.asarray(q, np.int64)
+  n = q.shape[0]
+  i = np.arange(256)[None, :]
+  t = np.asarray(offsets, np.int64)[:, None]
+  inside = np.where(np.asarray(high)[:, None], i > t + WINDOW_BINS, i <= t)
+  weight = np.where(inside, q, 0)
+  r = np.where(inside, 1 + weight * (TOTAL_FREQUENCY - 256) // weight.sum(1, keepdims=True), 1)
+  r[np.arange(n), np.argmax(weight, axis=1)] += TOTAL_FREQUENCY - r.sum(1)
+  return r
+
+
+@functools.partial(jax.jit, static_argnames=("num_channels", "num_mixtures"))
+def _pixel_window_intervals(head, symbols, exp_table, inv_m, inv_e, coeff_table, sigmoid_core,
+                            *, num_channels, num_mixtures):
+  """The encoder's side of window coding: pixel symbols [N, 3] under snapped head params
+  [N, 12 K] -> (left, freq, t) [N, C] int32 (each symbol's window entry's interval: its own
+  interval when inside the window, its escape's otherwise; the rows' t) and, per channel, the
+  per-row (w', mean64, m, e) [N, K] (for `full_rows` of the escapes)."""
+  n = head.shape[0]
+  p = _exact_int(head_units(head, True)).reshape(n, 4, 3, num_mixtures)
+  left, freq, offsets, rows = [], [], [], []
+  for ch in range(num_channels):
+    mean64 = _coupled_mean64(p[:, 1], p[:, 3], symbols, coeff_table, ch)
+    row = _row_params(p[:, 0, ch], mean64, p[:, 2, ch], exp_table, inv_m, inv_e)
+    t = _window_offsets(row[0], row[1])
+    s = symbols[:, ch]
+    below, above = s <= t, s > t + WINDOW_BINS
+    lo = jnp.where(below, 0, jnp.where(above, t + WINDOW_BINS + 1, s))
+    hi = jnp.where(below, t + 1, jnp.where(above, 256, s + 1))
+    j = jnp.stack([lo, hi], axis=-1)
+    cum = _cumulative(_cdf_at(*row, sigmoid_core, j, 256), j, 256)
+    left.append(cum[:, 0])
+    freq.append(cum[:, 1] - cum[:, 0])
+    offsets.append(t)
+    rows.append(row)
+  return tuple(jnp.stack(a, axis=-1) for a in (left, freq, offsets)) + (tuple(rows),)
+
+
+def pixel_window_intervals(head: jax.Array, symbols: jax.Array, num_channels: int,
+                           config: L3CConfig):
+  """Where each known pixel symbol lies in its window table (the decoder's
+  `pixel_window_chunk`), without building the table.
+
+  Args: as for `pixel_intervals`.
+  Returns:
+    (left, freq, t, rows): left, freq, t [n, num_channels] int32 numpy: the interval of the
+    symbol's window entry and the row's t (`window_symbols` tells escapes: symbol <= t with
+    t > 0, or symbol > t + W with t < 254 - W); rows[c] = channel c's per-row
+    (w', mean64, m, e) [n, K] int32 (device arrays), the integers `pixel_window_chunk` gives
+    the decoder for the same rows, for `full_rows`.
+  """
+  t = _device_tables()
+  *out, rows = _pixel_window_intervals(
+      jnp.reshape(head, (-1, head.shape[-1])), jnp.reshape(symbols, (-1, 3)).astype(jnp.int32),
+      t["EXP_TABLE"], t["INV_SCALE_M"], t["INV_SCALE_E"], t["COEFF_TABLE"], t["SIGMOID_CORE"],
+      num_channels=num_channels, num_mixtures=config.num_mixtures)
+  return tuple(np.asarray(a) for a in out) + (rows,)
+
+
 def latent_tables(head_rows: jax.Array, num_positions: int, config: L3CConfig
                   ) -> Iterator[Tuple[int, np.ndarray]]:
   """Tables of one latent scale, chunk by chunk (chunks, padding and prefetch of
