@@ -75,14 +75,16 @@ def _mp_worker(spec: dict, pixels, repeats: int, queue):
     model = _build_model(spec)
     h, w = _warmup_size(pixels.shape[0], pixels.shape[1], codec.DEFAULT_TILE_SIZE)
     warm = images.ImageData(np.ascontiguousarray(pixels[:h, :w]), "RGB")
-    data, _ = codec.encode(warm, model)
+    # method="model": with 'auto' a big mirror-tiled image can go to the embedded WebP stream
+    # (its repeats suit WebP's LZ77), and the row would time WebP (1.525 bpsp at 12 MP once).
+    data, _ = codec.encode(warm, model, method="model")
     codec.decode(data, model)
     image = images.ImageData(pixels, "RGB")
     rows = []
     for _ in range(repeats):
       c0 = _cpu_seconds()
       t0 = time.perf_counter()
-      data, est = codec.encode(image, model)
+      data, est = codec.encode(image, model, method="model")
       t1 = time.perf_counter()
       c1 = _cpu_seconds()
       back, _ = codec.decode(data, model)
