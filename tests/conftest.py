@@ -58,6 +58,21 @@ def random_params(config: L3CConfig, seed: int = 0):
   return jax.tree_util.tree_map_with_path(draw, param_shapes(config))
 
 
+def write_images(directory, n: int = 6, height: int = 40, width: int = 48,
+                 seed: int = 0) -> str:
+  """Writes `n` random RGB PNGs (uniform noise, `height` x `width`, fixed seed) named
+  im0.png, im1.png, ... into `directory` (created if missing); returns it as a str. The image
+  folder of the tests that train or check a device (their content does not matter, only that
+  crops of 16 px fit)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  os.makedirs(directory, exist_ok=True)
+  gen = np.random.default_rng(seed)
+  for i in range(n):
+    pixels = gen.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(os.path.join(directory, f"im{i}.png"))
+  return str(directory)
+
+
 @pytest.fixture(scope="session")
 def tiny_params(tiny_config):
   """Random (non-compiled) parameters of `tiny_config`, see `random_params`."""
@@ -97,12 +112,48 @@ def model_dir(tmp_path_factory, tiny_config, tiny_params) -> str:
   return str(d)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_compilation_cache(tmp_path_factory):
+  """A persistent XLA compilation cache in a fresh directory of this session (empty at the
+  start, so nothing depends on an earlier run). Why: `_release_compiled_code` drops compiled
+  code between modules, and many modules compile the same tiny models at the same shapes; with
+  this cache a later module loads the executable (the same compiled code, so the same results)
+  instead of compiling it again. Only this process uses it (subprocesses get their own XLA
+  flags and no cache)."""
+  previous = (jax.config.jax_compilation_cache_dir,
+              jax.config.jax_persistent_cache_min_compile_time_secs)
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+  yield
+  jax.config.update("jax_compilation_cache_dir", previous[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+
+
+# Compiled code is dropped after a module once this process holds more than this (resident).
+# Measured without any dropping (2 cores, Nov 2026): the tiny models of the default suite keep
+# the process near 1-3 GB; the shipped model's compiles add about ... .
+_RELEASE_ABOVE_BYTES = 6 * 2**30
+
+
+def _resident_bytes() -> int:
+  """This process's resident memory (Linux); without /proc, a value that always releases."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except (OSError, ValueError, IndexError):
+    return _RELEASE_ABOVE_BYTES + 1
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _release_compiled_code():
-  """Drops every compiled function after each test module. Why: each new model config or image
-  shape compiles the network (~100-200 MB of code for the default-size model), and one pytest
-  process holding all of them grew past 10 GB on this machine."""
+  """Drops every compiled function after a test module once the process is large. Why: each
+  new model config or image shape compiles the network (~100-200 MB of code for the
+  default-size model), and one pytest process holding all of them grew past 10 GB on this
+  machine. Below the limit the tiny models' code is kept for the next modules (most modules
+  compile the same tiny configs at the same shapes)."""
   yield
+  if _resident_bytes() <= _RELEASE_ABOVE_BYTES:
+    return
   from l3c_jax.models import plan  # pylint: disable=import-outside-toplevel
   plan._jitted.cache_clear()  # pylint: disable=protected-access
   jax.clear_caches()
