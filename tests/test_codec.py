@@ -248,6 +248,9 @@ def test_codec_stats_account_for_every_bit(model, np_rng):
   assert dstats.actual_bits == stats.actual_bits
 
 
+# A 512x512 crop (~15 s here): slow. The default suite checks the bound on a real photo with the
+# shipped model (tests/test_shipped_model.py) and the accounting here (stats tests).
+@pytest.mark.slow
 @pytest.mark.data
 def test_codec_information_bounds_on_a_photo(tiny_config):
   if not KODAK.is_dir():
