@@ -5,6 +5,7 @@ Image sizes are chosen so that few padded shapes are compiled: 7x9 (-> 8x16) and
 """
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -247,6 +248,9 @@ def test_codec_stats_account_for_every_bit(model, np_rng):
   assert dstats.actual_bits == stats.actual_bits
 
 
+# A 512x512 crop (~15 s here): slow. The default suite checks the bound on a real photo with the
+# shipped model (tests/test_shipped_model.py) and the accounting here (stats tests).
+@pytest.mark.slow
 @pytest.mark.data
 def test_codec_information_bounds_on_a_photo(tiny_config):
   if not KODAK.is_dir():
@@ -377,15 +381,25 @@ PYRAMID_VARIANTS = {"rgb": (RGBBicubicConfig, {}),
                     "rgb_interlaced": (RGBInterlacedConfig, {})}
 
 
-@pytest.fixture(scope="module", params=sorted(PYRAMID_VARIANTS))
-def pyramid_model(request):
-  """A tiny model of each RGB pyramid family (every scale coded as RGB with coupling)."""
-  cls, extra = PYRAMID_VARIANTS[request.param]
+@functools.lru_cache(maxsize=None)
+def _pyramid_model(name):
+  """A tiny model of an RGB pyramid family (every scale coded as RGB with coupling)."""
+  cls, extra = PYRAMID_VARIANTS[name]
   cfg = cls(num_channels=8, num_res_blocks=1, num_mixtures=2, **extra)
   return model_io.random_model(cfg, broad_heads=True)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (21, 35)])
+@pytest.fixture(scope="module", params=sorted(PYRAMID_VARIANTS))
+def pyramid_model(request):
+  """A tiny model of each RGB pyramid family (every scale coded as RGB with coupling)."""
+  return _pyramid_model(request.param)
+
+
+# Every family on one odd shape in the default suite; the 1x1 image and the 21x35 one (two
+# tiles of 32) compile more shapes per family (~10-35 s each here): slow. (Tiles of the tiny L3C
+# stay in the default suite: test_codec_tiles_roundtrip_and_count.)
+@pytest.mark.parametrize("shape", [pytest.param((1, 1), marks=pytest.mark.slow), (7, 9),
+                                   pytest.param((21, 35), marks=pytest.mark.slow)])
 def test_codec_pyramid_roundtrip_odd_sizes_modes_and_tiles(pyramid_model, np_rng, shape):
   x = np_rng.integers(0, 256, shape + (4,)).astype(np.uint8)
   _roundtrip(pyramid_model, images.from_array(x[..., :3]))
@@ -415,10 +429,16 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
     codec.decode(data, model_io.random_model(pyramid_model.config, seed=1))
 
 
-def test_codec_pyramid_estimate_equals_the_training_loss(pyramid_model, np_rng):
+# The shipped model's family in the default suite; each other family compiles its training loss
+# and the coder at one more shape (~10-25 s each here): slow.
+@pytest.mark.parametrize("family", [
+    f if f == "rgb_interlaced" else pytest.param(f, marks=pytest.mark.slow)
+    for f in sorted(PYRAMID_VARIANTS)])
+def test_codec_pyramid_estimate_equals_the_training_loss(family, np_rng):
   """The coder's per-phase heads (causal: later phases unknown) give the same bits as the
   training forward pass (teacher forcing) of the form it codes with (the exact one): the model
   never peeks at what the decoder lacks, and exact training optimizes what files cost."""
+  pyramid_model = _pyramid_model(family)
   x = np_rng.integers(0, 256, (16, 24, 3)).astype(np.uint8)
   _, stats = _encode(images.from_array(x), pyramid_model, estimate=True)
   _, metrics = jax.jit(step_lib.loss_fn, static_argnums=(2,))(

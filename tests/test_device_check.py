@@ -5,20 +5,15 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-from PIL import Image
 import pytest
 
 import launchers
+from conftest import write_images
 
 
 @pytest.mark.slow
 def test_device_check_runs_every_check_and_reports_them(tmp_path):
-  images = tmp_path / "images"
-  images.mkdir()
-  rng = np.random.default_rng(0)
-  for i in range(4):
-    Image.fromarray(rng.integers(0, 256, (40 + i, 48, 3), np.uint8)).save(images / f"{i}.png")
+  images = write_images(tmp_path / "images", n=4)
   out = tmp_path / "check.json"
   proc = subprocess.run(
       [sys.executable, os.path.join(launchers.ROOT, "experiments", "device_check.py"),

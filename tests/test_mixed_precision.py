@@ -19,9 +19,14 @@ from l3c_jax.train import config as config_lib
 from l3c_jax.train import step as step_lib
 from l3c_jax.train.config import ExperimentConfig, TrainConfig
 
+from conftest import write_images
+
 TINY = L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
 TINY_PYRAMID = RGBInterlacedConfig(num_channels=8, num_res_blocks=1, num_mixtures=2)
-CONFIGS = [TINY, TINY_PYRAMID]
+# The default suite checks the L3C family; the pyramid family (the same conv layers and dtype
+# policy, another network: ~15-50 s more per test here, mostly initializing and compiling its
+# step) runs with `-m slow`.
+CONFIG_PARAMS = [TINY, pytest.param(TINY_PYRAMID, marks=pytest.mark.slow)]
 
 
 def _batch(seed=0, b=2, size=16):
@@ -42,7 +47,7 @@ def _step_jaxpr(cfg, **kw) -> str:
       state, _batch()))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.family)
+@pytest.mark.parametrize("cfg", CONFIG_PARAMS, ids=lambda c: c.family)
 def test_float32_compute_is_the_float32_path_as_before(cfg):
   """compute_dtype float32 (the default) traces to the very program of a step that is not given
   a dtype at all (the code path before the option existed), with no bfloat16 anywhere.
@@ -57,7 +62,7 @@ def test_float32_compute_is_the_float32_path_as_before(cfg):
   assert _step_jaxpr(cfg, dtype=TrainConfig().compute_dtype) == plain
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.family)
+@pytest.mark.parametrize("cfg", CONFIG_PARAMS, ids=lambda c: c.family)
 def test_bfloat16_step_computes_convs_in_bf16_and_keeps_float32_state(cfg):
   tx, state = _state(cfg)
   x = _batch()
@@ -128,13 +133,8 @@ def test_compute_dtype_flag_and_config():
 @pytest.mark.slow  # 27 s in CI (a loop run compiles)
 def test_the_training_loop_trains_in_the_configured_dtype(tmp_path, monkeypatch):
   """--train.compute_dtype reaches the loop's step (which then trains)."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
-  data = tmp_path / "data"
-  data.mkdir()
-  rng = np.random.default_rng(0)
-  for i in range(2):
-    Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(data / f"{i}.png")
+  data = write_images(tmp_path / "data", n=2, height=24, width=24)
   seen = []
   real = step_lib.train_step
 

@@ -20,19 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
 from l3c_jax import model_io
 from l3c_jax.models import L3CConfig
 from l3c_jax.train import distributed, step as step_lib
 from l3c_jax.train.config import TrainConfig
 
+from conftest import random_params, write_images
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
 
 
 def test_zero_weight_padding_rows_leave_loss_gradient_and_metrics_unchanged():
-  from conftest import random_params  # pylint: disable=g-import-not-at-top
   params = random_params(TINY, seed=3)
   x = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
   # 5 rows padded to 8 the way the loop pads (copies of the first rows, weight 0); the copies
@@ -76,14 +76,6 @@ def _env(devices):
   return env
 
 
-def _write_images(d, n=8, size=40):
-  os.makedirs(d, exist_ok=True)
-  rng = np.random.default_rng(0)
-  for i in range(n):
-    img = np.clip(rng.normal(128, 40, (size, size + 8, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(img).save(os.path.join(d, f"im{i}.png"))
-
-
 def _train_cmd(work, data, *extra):
   return [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
           "--model.family=l3c", "--model.num_channels=4", "--model.num_res_blocks=1",
@@ -124,8 +116,7 @@ def _run(cmd, env, timeout=900):
 
 @pytest.mark.slow  # two training runs, each compiling (~1-2 min on the loaded 2-core machine)
 def test_paper_batch_30_trains_on_4_devices_like_on_1(tmp_path):
-  data = str(tmp_path / "data")
-  _write_images(data)
+  data = write_images(tmp_path / "data", n=8)
   runs = {}
   procs = {}
   for devices in (1, 4):
@@ -180,8 +171,7 @@ def _wait(procs, timeout=900):
 
 @pytest.mark.slow  # three runs with compilation (several minutes on the loaded 2-core machine)
 def test_two_processes_on_localhost_train_like_one_and_stop_together(tmp_path):
-  data = str(tmp_path / "data")
-  _write_images(data)
+  data = write_images(tmp_path / "data", n=8)
   # Batch 6 over 2 processes x 2 devices: 8 rows, 2 of them padding; the 1-process run has
   # one device and no padding.
   common = ("--train.batch_size=6", "--train.num_steps=4", "--train.checkpoint_every=2")

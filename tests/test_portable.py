@@ -29,8 +29,10 @@ ENVIRONMENTS = {
     "fast_math": "--xla_cpu_enable_fast_math=true",
     "one_thread": _ONE_THREAD,
 }
-# The default suite runs one child with every perturbation at once (each child costs a jax
-# start and compilations); `-m slow` runs each environment on its own.
+# The default suite runs one child with every perturbation at once on the tiny model's file
+# (each child costs a jax start and compilations; the shipped model's compile ~1 min here, in
+# this process and in the child); `-m slow` runs the shipped model's files too, at once and in
+# each environment on its own.
 ALL_AT_ONCE = " ".join(ENVIRONMENTS.values())
 
 # A tiny L3C in exact form (random weights from a fixed NumPy seed: the same on every machine).
@@ -66,16 +68,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def written(tmp_path_factory):
-  """Files written in this (default) environment: {name: (pixels, bytes)} in a folder."""
-  work = tmp_path_factory.mktemp("portable")
-  rgb = photo.photo(37, 50)
-  cases = {
-      "rgb": (rgb, "default", None),
-      "gray": (np.ascontiguousarray(rgb[3:30, 5:44, 1]), "default", None),
-      "l3c_tiny": (photo.photo(24, 40), "tiny", TINY_L3C),
-  }
+def _write(work, cases):
+  """Encodes {name: (pixels, model name, tiny config or None)} into the folder `work`."""
   default = model_io.load_default_model()
   meta = {}
   for name, (pixels, which, config) in cases.items():
@@ -89,6 +83,28 @@ def written(tmp_path_factory):
   return work
 
 
+def _tiny_case():
+  return {"l3c_tiny": (photo.photo(24, 40), "tiny", TINY_L3C)}
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+  """Files written in this (default) environment: {name: (pixels, bytes)} in a folder."""
+  rgb = photo.photo(37, 50)
+  cases = {
+      "rgb": (rgb, "default", None),
+      "gray": (np.ascontiguousarray(rgb[3:30, 5:44, 1]), "default", None),
+      **_tiny_case(),
+  }
+  return _write(tmp_path_factory.mktemp("portable"), cases)
+
+
+@pytest.fixture(scope="module")
+def written_tiny(tmp_path_factory):
+  """The tiny exact model's file alone (no shipped-model compile)."""
+  return _write(tmp_path_factory.mktemp("portable_tiny"), _tiny_case())
+
+
 def _run_child(work, env_update, prefix=()):
   env = dict(os.environ, **env_update)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,13 +116,20 @@ def _run_child(work, env_update, prefix=()):
   return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.parametrize("env_name", ["all_at_once"] + [
-    pytest.param(name, marks=pytest.mark.slow) for name in sorted(ENVIRONMENTS)])
+def _one_cpu_prefix(flags):
+  return ("taskset", "-c", "0") if _ONE_THREAD in flags and shutil.which("taskset") else ()
+
+
+def test_tiny_model_file_decodes_and_encodes_identically_under_other_numerics(written_tiny):
+  result = _run_child(written_tiny, {"XLA_FLAGS": ALL_AT_ONCE}, _one_cpu_prefix(ALL_AT_ONCE))
+  assert result == {"l3c_tiny": {"decoded": True, "same_bytes": True}}, result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name", ["all_at_once"] + sorted(ENVIRONMENTS))
 def test_files_decode_and_encode_identically_under_other_numerics(written, env_name):
   flags = ALL_AT_ONCE if env_name == "all_at_once" else ENVIRONMENTS[env_name]
-  prefix = ()
-  if _ONE_THREAD in flags and shutil.which("taskset"):
-    prefix = ("taskset", "-c", "0")
+  prefix = _one_cpu_prefix(flags)
   result = _run_child(written, {"XLA_FLAGS": flags}, prefix)
   assert set(result) == {"rgb", "gray", "l3c_tiny"}
   for name, r in result.items():

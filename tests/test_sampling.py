@@ -241,7 +241,9 @@ def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
     sampling.sample_given_scale(cfg, params, x, 0, jax.random.key(0))
 
 
-@pytest.mark.parametrize("subsample", [False, True])
+# The interlaced pyramid (the shipped model's family, phase 0 given by the coarser image) in the
+# default suite; the phased bicubic pyramid compiles another network (~15-20 s here): slow.
+@pytest.mark.parametrize("subsample", [pytest.param(False, marks=pytest.mark.slow), True])
 def test_sample_given_scale_pyramid_phases(subsample):
   cls = RGBInterlacedConfig if subsample else RGBBicubicPhasedConfig
   cfg = cls(num_channels=4, num_res_blocks=1, num_mixtures=2, num_scales=2)

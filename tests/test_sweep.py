@@ -17,12 +17,13 @@ import time
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 
 from l3c_jax import model_io
 from l3c_jax.models import L3CConfig
 from l3c_jax.train import ensemble, loop, sweep_loop
 from l3c_jax.train.config import ExperimentConfig, TrainConfig
+
+from conftest import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
@@ -37,18 +38,11 @@ MEMBERS_NAN = {"seeds": [0, 7, 1], "lr_scales": [1.0, 1e30, 2.0], "soft_sigmas":
                "scale_weights": [W, W, [1.0, 0.5, 0.5]]}
 
 
-def _images(folder, n, seed):
-  folder.mkdir()
-  rng = np.random.default_rng(seed)
-  for i in range(n):
-    Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-  return str(folder)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
   base = tmp_path_factory.mktemp("sweep_data")
-  return _images(base / "train", 5, 0), _images(base / "val", 4, 1)
+  return (write_images(base / "train", 5, 24, 28, seed=0),
+          write_images(base / "val", 4, 24, 28, seed=1))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import numpy as np
 import optax
 import pytest
 from absl import flags
-from PIL import Image
 
 from l3c_jax.models import L3CConfig
 from l3c_jax.train import step as step_lib
@@ -19,6 +18,7 @@ from l3c_jax.train.checkpoint import CheckpointError, Checkpointer
 from l3c_jax.train.config import ExperimentConfig, TrainConfig
 
 import launchers
+from conftest import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
@@ -113,18 +113,9 @@ def test_checkpoint_round_trip_restores_state_exactly(tmp_path):
   assert type(restored.opt_state) is type(state.opt_state)
 
 
-def _write_images(d, n=6, size=48):
-  os.makedirs(d, exist_ok=True)
-  rng = np.random.default_rng(0)
-  for i in range(n):
-    img = np.clip(rng.normal(128, 30, (size, size + 8, 3)), 0, 255).astype(np.uint8)
-    Image.fromarray(img).save(os.path.join(d, f"im{i}.png"))
-
-
 def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
-  data = str(tmp_path / "data")
-  _write_images(data)
+  data = write_images(tmp_path / "data")
   tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, eval_every=3,
                      checkpoint_every=2, val_crop_size=16, val_max_images=2, val_batch_size=2,
                      learning_rate=1e-3, num_workers=1)
@@ -165,8 +156,7 @@ def test_training_from_an_image_store_checkpoints_the_consumed_data_position(tmp
   those already in flight."""
   from l3c_jax.data import pipeline, store  # pylint: disable=g-import-not-at-top
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
-  data = str(tmp_path / "data")
-  _write_images(data)
+  data = write_images(tmp_path / "data")
   store_dir = str(tmp_path / "store")
   store.write_store(pipeline.list_images(data), store_dir)
   tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, checkpoint_every=2,

@@ -6,20 +6,16 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from conftest import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
 def test_sigkilled_run_resumes_from_last_checkpoint(tmp_path):
-  data = tmp_path / "data"
-  data.mkdir()
-  rng = np.random.default_rng(0)
-  for i in range(6):
-    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
+  data = write_images(tmp_path / "data", n=6)
   work = tmp_path / "work"
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train.py"),
          f"--flagfile={os.path.join(ROOT, 'experiments', 'flags', 'smoke.flags')}",
