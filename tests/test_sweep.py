@@ -150,7 +150,7 @@ def test_validation_records_per_member(run_r, data):
   from l3c_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
   val = pipeline.center_crops(pipeline.list_images(data[1]), 16, 4)
   mesh = loop.make_mesh()
-  p_eval = jax.jit(lambda p, x: step_lib.eval_step(p, x, TINY))
+  p_eval = jax.jit(lambda p, x, w: step_lib.eval_step(p, x, TINY, w))
   for j in range(2):
     params = model_io.load_model(os.path.join(work, f"member_{j}", "model")).params
     params = jax.tree_util.tree_map(jnp.asarray, params)
