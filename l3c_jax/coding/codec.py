@@ -267,9 +267,10 @@ def _estimate_bits(config, step: plan_lib.Step, head, values, num_channels: int)
   return jnp.sum(losses.step_bits(config, step, head, values)[..., :num_channels])
 
 
-def _block_of(rows: np.ndarray, n: int) -> np.ndarray:
-  """Block index of pixel rows (BLOCK_ROWS rows per block; one block when n <= BLOCK_ROWS)."""
-  return rows // BLOCK_ROWS if n > BLOCK_ROWS else np.zeros_like(rows)
+def _block_rows(n: int) -> int:
+  """Rows per block of a pixel step of n rows: BLOCK_ROWS, or one block of all n rows when
+  n <= BLOCK_ROWS (then the decoder's compiled chunk shape, `tables.chunk_rows_for`, is >= n)."""
+  return min(tables.chunk_rows_for(n), BLOCK_ROWS)
 
 
 class _Encoding:
@@ -324,7 +325,10 @@ class _Encoding:
       with coder.clock("tables"):
         coded, table = tables.interval_tables(left[:, c], freq[:, c], width + 2)
         s, t = flat[:, c], offsets[:, c]
-        escaped = np.flatnonzero(((s <= t) & (t > 0)) | ((s > t + width) & (t < 254 - width)))
+        # The entry each symbol codes as is clip(s - t, 0, W + 1); the decoder's rule tells
+        # which entries are escapes.
+        escaped = np.flatnonzero(
+            exact_tables.window_symbols(np.clip(s - t, 0, width + 1), t)[1])
         if escaped.size:
           r = exact_tables.escape_frequencies(exact_tables.full_rows(rows[c], escaped),
                                               t[escaped], s[escaped] > t[escaped])
@@ -333,8 +337,8 @@ class _Encoding:
           r_left = np.cumsum(r, axis=1)[e, sym] - r[e, sym]
           r_coded, r_table = tables.interval_tables(r_left, r[e, sym], 256)
           # Stream order: block by block, the block's entries, then its escapes (row order).
-          keys = np.concatenate([2 * _block_of(np.arange(n), n),
-                                 2 * _block_of(escaped, n) + 1])
+          block = _block_rows(n)
+          keys = np.concatenate([2 * (np.arange(n) // block), 2 * (escaped // block) + 1])
           order = np.argsort(keys, kind="stable")
           coded = np.concatenate([coded, r_coded])[order]
           table = np.concatenate([table, r_table])[order]
@@ -385,7 +389,7 @@ class _Decoding:
     coder = self.coder
     h, w = head.shape[1], head.shape[2]
     n = h * w
-    chunk = min(tables.chunk_rows_for(n), BLOCK_ROWS)   # the format's blocks (`_block_of`)
+    chunk = _block_rows(n)   # the format's blocks
     num_chunks = -(-n // chunk)
     with coder.clock("tables"):
       rows = _head_rows(head, True, chunk)

@@ -143,6 +143,36 @@ def restore_signals(old: dict) -> None:
     signal.signal(sig, h)
 
 
+class TrainClock:
+  """The clocks of a training loop (the single-model loop and `sweep_loop`).
+
+  `seconds`: training time, the wall time of the loop without validation and checkpointing.
+  Steps run asynchronously, so the loop calls `tick` where it waits anyway (logging, before
+  validation, before saving); `skip` after validation drops the time since the last tick, and
+  `saved` after a checkpoint does too and restarts the timed-checkpoint clock.
+  """
+
+  def __init__(self, seconds: float, checkpoint_every_minutes: float):
+    self.seconds = seconds
+    self._every_s = 60 * checkpoint_every_minutes
+    self._mark = self._saved_at = time.time()
+
+  def tick(self) -> None:
+    now = time.time()
+    self.seconds += now - self._mark
+    self._mark = now
+
+  def skip(self) -> None:
+    self._mark = time.time()
+
+  def saved(self) -> None:
+    self._saved_at = self._mark = time.time()
+
+  def checkpoint_due(self) -> bool:
+    """A timed checkpoint is due (checkpoint_every_minutes > 0 and that long since the last)."""
+    return self._every_s > 0 and time.time() - self._saved_at >= self._every_s
+
+
 def evaluate(params, cfg, val_images: np.ndarray, batch_size: int, eval_fn, mesh) -> dict:
   """bpsp per group of the coding plan over a fixed validation array [N, c, c, 3]: every image,
   in batches of min(batch_size, N) laid out like training batches (`distributed.BatchLayout`:
@@ -289,19 +319,18 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   old_handlers = catch_stop_signals(_on_signal)
 
   def save(step):
-    meta = {"step": step, "data_position": batches.position, "train_seconds": elapsed,
+    meta = {"step": step, "data_position": batches.position, "train_seconds": clock.seconds,
             "config": config.to_dict()}
     ckpt.save(step, state, meta)  # every process: orbax saves collectively
     if primary:
       _export_model(workdir, config, state.params,
-                    {"step": step, "train_hours": elapsed / 3600})
+                    {"step": step, "train_hours": clock.seconds / 3600})
 
   last = {}
   step = int(state.step)
   first_step = step
   acc, acc_n = None, 0  # metric sums, kept on the device until logged
   t_log = time.time()
-  t_ckpt = time.time()
   last_saved = step
   # Batches go onto the devices tcfg.device_prefetch steps ahead; `batches.position` (what the
   # checkpoint stores) counts the batches the steps took, not those in flight.
@@ -310,21 +339,12 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
   # A clean end (steps done, agreed stop, divergence seen by all) checkpoints on the way out;
   # with several processes, an error on one of them cannot, the others are not saving with it.
   ending_together = nproc == 1
-  # Training time: wall time of the loop without validation and checkpointing. Steps run
-  # asynchronously, so it is taken where the loop waits anyway (logging, validation, saving).
-  t_mark = time.time()
-
-  def tick():
-    nonlocal elapsed, t_mark
-    now = time.time()
-    elapsed += now - t_mark
-    t_mark = now
+  clock = TrainClock(elapsed, tcfg.checkpoint_every_minutes)
 
   try:
     while step < tcfg.num_steps:
       flags = distributed.STOP if stop["flag"] or (should_stop and should_stop()) else 0
-      if (primary and tcfg.checkpoint_every_minutes > 0 and
-          time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes):
+      if primary and clock.checkpoint_due():
         flags |= distributed.CHECKPOINT
       if flags & distributed.STOP and not agreement.multi:
         break
@@ -340,7 +360,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
             f"compilation, first batch)")
       if step % tcfg.log_every == 0 or step == tcfg.num_steps:
         sums = jax.device_get(acc)  # the only host <-> device wait of a logging window
-        tick()
+        clock.tick()
         dt = time.time() - t_log
         skipped = int(round(float(sums["nonfinite"])))
         if skipped == acc_n:  # the metrics are global: every process raises at this step
@@ -354,7 +374,7 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
         rec = {k: float(sums[k]) / (acc_n - skipped) for k in sums if k != "nonfinite"}
         rec.update(step=step, steps_per_sec=acc_n / dt, nonfinite_steps=skipped,
                    images_per_sec=acc_n * tcfg.batch_size / dt,
-                   learning_rate=float(schedule(step - 1)), train_hours=elapsed / 3600,
+                   learning_rate=float(schedule(step - 1)), train_hours=clock.seconds / 3600,
                    epoch=step / loader.batches_per_epoch, devices=num_devices)
         if writer:
           writer.write(rec)
@@ -362,35 +382,35 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str, data_dir: Optiona
         log(f"step {step:>7d} | bpsp {rec['bpsp']:.4f} (" +
             ", ".join(f"{g} {rec[f'bpsp_{g}']:.3f}" for g in groups) +
             f") | {rec['steps_per_sec']:.2f} steps/s, {rec['images_per_sec']:.1f} img/s"
-            f" | lr {rec['learning_rate']:.2e} | {elapsed / 3600:.2f} h")
+            f" | lr {rec['learning_rate']:.2e} | {clock.seconds / 3600:.2f} h")
         last.update(rec)
         acc, acc_n, t_log = None, 0, time.time()
       if val_images is not None and (step % tcfg.eval_every == 0 or step == tcfg.num_steps):
         jax.block_until_ready(state)
-        tick()
+        clock.tick()
         v = evaluate(state.params, cfg, val_images, tcfg.val_batch_size, p_eval, mesh)
-        v.update(step=step, train_hours=elapsed / 3600)
+        v.update(step=step, train_hours=clock.seconds / 3600)
         if writer:
           writer.write(v)
         log(f"step {step:>7d} | validation bpsp {v['val_bpsp']:.4f} on {len(val_images)} crops")
         last.update(v)
-        t_mark = time.time()
+        clock.skip()
       # A timed checkpoint asked for before the last one was written is already served.
       due = step - last_saved >= tcfg.checkpoint_every or (
           agreed & distributed.CHECKPOINT and offered >= last_saved)
       if due:
         jax.block_until_ready(state)
-        tick()
+        clock.tick()
         save(step)
-        last_saved, t_ckpt = step, time.time()
-        t_mark = t_ckpt
+        last_saved = step
+        clock.saved()
       if agreed & distributed.STOP:  # several processes: every one breaks after this step
         log(f"step {step}: a process asked to stop; all checkpoint and stop here")
         break
     ending_together = True
   finally:
     if step != last_saved and ending_together:
-      tick()
+      clock.tick()
       save(step)
       log(f"checkpoint at step {step} written to {ckpt.directory}")
     loader.close()

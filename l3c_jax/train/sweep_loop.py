@@ -197,7 +197,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
                                        tcfg.device_prefetch)
 
   def save(step):
-    meta = {"step": step, "data_position": batches.position, "train_seconds": elapsed,
+    meta = {"step": step, "data_position": batches.position, "train_seconds": clock.seconds,
             "diverged": diverged, "members": members, "config": config.to_dict()}
     real = states if padded == n else jax.tree_util.tree_map(lambda x: x[:n], states)
     ckpt.save(step, real, meta)
@@ -207,15 +207,8 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
   first_step = step
   acc, acc_n = None, 0
   t_log = time.time()
-  t_ckpt = time.time()
   last_saved = step
-  t_mark = time.time()
-
-  def tick():
-    nonlocal elapsed, t_mark
-    now = time.time()
-    elapsed += now - t_mark
-    t_mark = now
+  clock = loop.TrainClock(elapsed, tcfg.checkpoint_every_minutes)
 
   def live():
     return [j for j in range(n) if diverged[j] is None]
@@ -233,7 +226,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
              "compilation, first batch)")
       if step % tcfg.log_every == 0 or step == tcfg.num_steps:
         sums = jax.device_get(acc)
-        tick()
+        clock.tick()
         dt = time.time() - t_log
         newly = []
         for j in live():
@@ -251,7 +244,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
           rec = {key: float(v[j]) / (acc_n - skipped) for key, v in sums.items()
                  if key != "nonfinite"}
           rec.update(step=step, member=j, nonfinite_steps=skipped, steps_per_sec=acc_n / dt,
-                     seconds=elapsed, **{key: members[key][j] for key in MEMBER_KEYS})
+                     seconds=clock.seconds, **{key: members[key][j] for key in MEMBER_KEYS})
           writer.write(rec)
           last[j].update(rec)
         if newly:
@@ -262,7 +255,7 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
         acc, acc_n, t_log = None, 0, time.time()
       if val_images is not None and (step % tcfg.eval_every == 0 or step == tcfg.num_steps):
         jax.block_until_ready(states)
-        tick()
+        clock.tick()
         for j in live():
           params = loop.replicate(ensemble.unstack(states.params, j), data_mesh)
           v = loop.evaluate(params, cfg, val_images, tcfg.val_batch_size, p_eval, data_mesh)
@@ -271,19 +264,16 @@ def train_sweep(config: ExperimentConfig, members: Dict[str, Sequence], workdir:
           last[j].update(v)
         _log(f"step {step}: validation bpsp " + " | ".join(
             f"m{j} {last[j]['val_bpsp']:.4f}" for j in live()) + f" on {len(val_images)} crops")
-        t_mark = time.time()
-      due = step - last_saved >= tcfg.checkpoint_every or (
-          tcfg.checkpoint_every_minutes > 0 and
-          time.time() - t_ckpt >= 60 * tcfg.checkpoint_every_minutes)
-      if due:
+        clock.skip()
+      if step - last_saved >= tcfg.checkpoint_every or clock.checkpoint_due():
         jax.block_until_ready(states)
-        tick()
+        clock.tick()
         save(step)
-        last_saved, t_ckpt = step, time.time()
-        t_mark = t_ckpt
+        last_saved = step
+        clock.saved()
   finally:
     if step != last_saved:
-      tick()
+      clock.tick()
       save(step)
       _log(f"checkpoint at step {step} written to {ckpt.directory}")
     loader.close()
