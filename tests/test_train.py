@@ -290,3 +290,28 @@ def test_warns_loudly_when_an_accelerator_plugin_is_installed_but_jax_runs_on_th
   loop._warn_if_accelerator_unused()
   err = capsys.readouterr().err
   assert err.startswith("WARNING: jax-cuda12-plugin installed but JAX runs on the CPU")
+
+
+def test_train_clock_counts_training_time_and_times_checkpoints(monkeypatch):
+  """TrainClock: tick adds the time since the last mark; skip (after validation) and saved
+  (after a checkpoint) drop it; a timed checkpoint is due that many minutes after the last."""
+  from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
+  now = [1000.0]
+  monkeypatch.setattr(loop.time, "time", lambda: now[0])
+  clock = loop.TrainClock(50.0, checkpoint_every_minutes=2)
+  now[0] += 30
+  clock.tick()
+  assert clock.seconds == 80.0
+  now[0] += 20  # validation
+  clock.skip()
+  now[0] += 5
+  clock.tick()
+  assert clock.seconds == 85.0
+  assert not clock.checkpoint_due()
+  now[0] += 65  # 120 s since the start
+  assert clock.checkpoint_due()
+  clock.saved()
+  now[0] += 10
+  clock.tick()
+  assert clock.seconds == 95.0 and not clock.checkpoint_due()
+  assert not loop.TrainClock(0.0, checkpoint_every_minutes=0).checkpoint_due()
