@@ -10,6 +10,7 @@ from PIL import Image
 from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
 from l3c_jax.data import images
+from l3c_jax import model_io
 from l3c_jax.model_io import Model, load_default_model
 
 ImageLike = Union[np.ndarray, Image.Image, images.ImageData, str, os.PathLike]
@@ -76,15 +77,33 @@ def compress(image: ImageLike, model: Optional[Model] = None,
   return encoded
 
 
+def shipped_model_for_file(data: bytes) -> Optional[Model]:
+  """The shipped model that decodes `data`: the one its header names (the default model or an
+  earlier release's default, `model_io.shipped_model_for`); None for files holding an embedded
+  PNG / WebP stream, which need no model.
+
+  Raises:
+    CodecError: the bytes are not an l3c-jax file (the header does not parse).
+  """
+  header, _ = bitstream.unpack(data)
+  if header.method != bitstream.METHOD_MODEL:
+    return None
+  return model_io.shipped_model_for(header.fingerprint)
+
+
 def decompress_image(data: bytes, model: Optional[Model] = None) -> images.ImageData:
   """Decompresses `.l3c` bytes to ImageData (pixels, mode, palette, transparency).
 
+  Args:
+    data: the file's bytes.
+    model: the model that encoded it; None: the shipped model the file names (this release's
+      default, or an earlier release's, see `shipped_model_for_file`).
   Raises:
     CodecError: for any input that cannot be decoded exactly, bytes or not (one-line
       message); ModelError: no default model shipped.
   """
   data = _check_data(data)
-  model = model if model is not None else load_default_model()
+  model = model if model is not None else shipped_model_for_file(data)
   image, _ = codec.decode(data, model)
   return image
 

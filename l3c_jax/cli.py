@@ -10,6 +10,8 @@
       format follows OUT's extension: .png, .webp (lossless), .tif/.tiff, .bmp, .ppm/.pgm/.pbm/
       .pnm, each only for the modes it stores exactly (`data.images.encode_image_file`); lossy
       (.jpg, ...) and unknown extensions are refused. '-o -' writes PNG to standard output.
+      Without --model each file is decoded with the shipped model its header names: this
+      release's default or an earlier release's (`model_io.shipped_model_for`).
   l3c-jax eval DIR_OR_FILES... --json PATH [--model DIR] [--tile_size N] [--no_warmup] [-q | -v]
                   [--method model|auto|png|webp]
       Codes every image for real, checks the round trips, writes a CompressAI-style JSON.
@@ -400,13 +402,15 @@ def _write_output(path: str, data: bytes, force: bool, binary_out: BinaryIO) -> 
     write_atomic(path, data, force)
 
 
-def _run_jobs(args, jobs, failed: int, console: _Console, code_one) -> int:
-  """Loads the model once and codes every job, each failure one error line; exit status."""
+def _run_jobs(args, jobs, failed: int, console: _Console, code_one, preload: bool = True
+              ) -> int:
+  """Loads the model once (unless not `preload`: code_one then gets None and picks its own)
+  and codes every job, each failure one error line; exit status."""
   if not jobs:
     return 1
-  model = _load_model(args.model)
-  factor = model.config.padding_factor
+  model = _load_model(args.model) if preload else None
   tile_size = getattr(args, "tile_size", None)
+  factor = model.config.padding_factor if model is not None else 1
   if tile_size is not None and tile_size % factor:
     raise CliError(f"tile size {tile_size} is not a multiple of this model's {factor} "
                    f"(2^{factor.bit_length() - 1} scales)")
@@ -482,6 +486,9 @@ def _decompress(args, console: _Console, binary_in, binary_out) -> int:
     # The header says the mode: a format that cannot store it is refused before decoding.
     header, _ = bitstream.unpack(data)
     images.check_storable(fmt, header.mode, header.transparency is not None, ext)
+    if model is None:  # no --model: the shipped model the file names (or none for PNG / WebP)
+      from l3c_jax import api  # pylint: disable=g-import-not-at-top
+      model = api.shipped_model_for_file(data)
     with console.tile_progress(os.path.basename(_display(path, "stdin"))) as progress:
       image, stats = codec.decode(data, model, progress=progress)
     _write_and_report(args, console, path, output,
@@ -489,7 +496,7 @@ def _decompress(args, console: _Console, binary_in, binary_out) -> int:
                                                metadata=not args.strip_metadata),
                       binary_out, stats, t_read, f"{image.width}x{image.height} {image.mode}")
 
-  return _run_jobs(args, jobs, failed, console, code_one)
+  return _run_jobs(args, jobs, failed, console, code_one, preload=args.model is not None)
 
 
 def _eval(args, console: _Console, binary_in, binary_out) -> int:

@@ -9,7 +9,10 @@ into WORKDIR/model/ at every checkpoint):
   params.msgpack  flax.serialization msgpack of the parameter tree (numpy float32 leaves)
 
 `load_model(path)` accepts such a directory or a training workdir that contains `model/`.
-The shipped default model lives in `l3c_jax/default_model/` (same layout).
+The shipped default model lives in `l3c_jax/default_model/` (same layout); the defaults of
+earlier releases stay in `l3c_jax/previous_models/<32 hex digits>/` (the first 16 bytes of their
+fingerprint, what a file's header names), so that files they wrote still decode without
+`--model` after an upgrade (`shipped_model_for`).
 """
 
 import dataclasses
@@ -36,6 +39,8 @@ READ_FORMATS = ("l3c-jax-model/1", EXPORT_FORMAT)  # what load_model reads
 # The container version that fingerprints name, fixed at 2 (see compute_fingerprint).
 FINGERPRINT_FORMAT = 2
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_model")
+PREVIOUS_MODELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                   "previous_models")
 
 
 class ModelError(ValueError):
@@ -353,3 +358,33 @@ def load_default_model() -> Model:
     ModelError: if no default model is shipped.
   """
   return _load_default()
+
+
+@functools.lru_cache(maxsize=4)
+def _load_previous(name: str) -> Model:
+  model = load_model(os.path.join(PREVIOUS_MODELS_DIR, name))
+  if not model.fingerprint.startswith(name):
+    raise ModelError(f"shipped model previous_models/{name} has fingerprint "
+                     f"{model.fingerprint[:len(name)]} (the installation is damaged)")
+  return model
+
+
+def shipped_model_for(fingerprint: bytes) -> Model:
+  """The shipped model that a file names: the default model, or the earlier release's default
+  whose fingerprint starts with these bytes (`l3c_jax/previous_models/`), loaded once.
+
+  Args:
+    fingerprint: a file header's model fingerprint (its first 16 bytes).
+  Returns:
+    That model; the default model when no shipped model matches (decoding with it then fails
+    with the codec's "different model" message, which names both fingerprints).
+  Raises:
+    ModelError: no default model is shipped, or a previous model's files are damaged.
+  """
+  default = load_default_model()
+  name = bytes(fingerprint).hex()
+  if not name or default.fingerprint.startswith(name):
+    return default
+  if os.path.isdir(os.path.join(PREVIOUS_MODELS_DIR, name)):
+    return _load_previous(name)
+  return default
