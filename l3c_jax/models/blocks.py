@@ -91,6 +91,9 @@ class PhaseHead(nn.Module):
   """Head of one pixel phase: two 3x3 convs on D^(s)'s features at the phase's positions,
   concatenated with the earlier phases' pixels, then a 1x1 to the mixture params.
 
+  num_res_blocks: an EDSR body of this many ResBlocks between the two 3x3 convs (0: none, the
+  shipped heads), its final conv zero-initialized so that a warm start from heads without it
+  starts from the same function.
   dtype: compute dtype of the 3x3 convs (None = float32); the 1x1 to the mixture parameters
   always computes in float32 (as in `ProbHead`).
   """
@@ -98,12 +101,18 @@ class PhaseHead(nn.Module):
   out_channels: int
   exact: bool = False
   dtype: Optional[Any] = None
+  num_res_blocks: int = 0
 
   @nn.compact
   def __call__(self, f, ctx: Optional[jax.Array]):
     h = f if ctx is None else jnp.concatenate([f, ctx], axis=-1)
     h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, dtype=self.dtype,
                             name="ctx")(h))
+    if self.num_res_blocks:
+      # Why: the context of the later phases (up to 8 known neighbours) went through two convs
+      # only; at the phase grid (1/4 of the pixels) more depth is cheap.
+      h = layers.ResBody(self.num_channels, self.num_res_blocks, self.exact, self.dtype,
+                         zero_final=True, name="body")(h)
     h = nn.relu(layers.Conv(self.num_channels, 3, exact=self.exact, range_log2=5,
                             dtype=self.dtype, name="mid")(h))
     return layers.Conv(self.out_channels, 1, exact=self.exact, range_log2=6, name="out")(h)

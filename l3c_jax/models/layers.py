@@ -71,12 +71,15 @@ class _ConvParams(nn.Module):
   """The kernel [k, k, I, O] and bias [O] of a conv, named and initialized as flax's nn.Conv
   (the exact form keeps the float form's parameter tree)."""
   shape: Tuple[int, ...]
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self):
     fan_in = int(np.prod(self.shape[:-1]))
-    kernel = self.param("kernel", torch_kernel_init, self.shape)
-    bias = self.param("bias", _torch_bias_init(fan_in), self.shape[-1:])
+    zeros = nn.initializers.zeros
+    kernel = self.param("kernel", zeros if self.zero_init else torch_kernel_init, self.shape)
+    bias = self.param("bias", zeros if self.zero_init else _torch_bias_init(fan_in),
+                      self.shape[-1:])
     return kernel, bias
 
 
@@ -92,6 +95,8 @@ class Conv(nn.Module):
   dtype: the float layer's compute dtype (flax's `dtype`: inputs and kernel are cast to it, the
   output has it; parameters stay float32). None (the default): float32 computation, as before
   the option existed. The exact form ignores it (its arithmetic is exact by construction).
+  zero_init: kernel and bias start at 0 (the last conv of a residual branch added to a trained
+  network, so that it starts as the identity and a warm start loses nothing).
   """
   features: int
   kernel_size: int = 3
@@ -100,13 +105,15 @@ class Conv(nn.Module):
   exact: bool = False
   range_log2: int = 4
   dtype: Optional[Any] = None
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     pad = (self.kernel_size // 2) * self.dilation
     if self.exact:
       kernel, bias = _ConvParams(
-          (self.kernel_size, self.kernel_size, x.shape[-1], self.features), name="conv")()
+          (self.kernel_size, self.kernel_size, x.shape[-1], self.features), self.zero_init,
+          name="conv")()
       return fixed_point.fixed_point_conv(x, kernel, bias, range_log2=self.range_log2,
                                           stride=self.stride, padding=pad,
                                           dilation=self.dilation)
@@ -116,8 +123,8 @@ class Conv(nn.Module):
         strides=(self.stride, self.stride),
         padding=((pad, pad), (pad, pad)),
         kernel_dilation=(self.dilation, self.dilation),
-        kernel_init=torch_kernel_init,
-        bias_init=_torch_bias_init(fan_in),
+        kernel_init=nn.initializers.zeros if self.zero_init else torch_kernel_init,
+        bias_init=nn.initializers.zeros if self.zero_init else _torch_bias_init(fan_in),
         conv_general_dilated=_conv_general_dilated_1x1 if self.kernel_size == 1 else None,
         dtype=self.dtype,
         name="conv")(x)
@@ -161,18 +168,20 @@ class ResBlock(nn.Module):
 
 class ResBody(nn.Module):
   """`num_blocks` ResBlocks, a final 3x3 conv and a global skip (EDSR body). dtype: as
-  `Conv`'s."""
+  `Conv`'s; zero_final: the final conv starts at 0, so the body starts as the identity."""
   features: int
   num_blocks: int
   exact: bool = False
   dtype: Optional[Any] = None
+  zero_final: bool = False
 
   @nn.compact
   def __call__(self, x):
     h = x
     for b in range(self.num_blocks):
       h = ResBlock(self.features, self.exact, self.dtype, name=f"block{b}")(h)
-    return x + Conv(self.features, 3, exact=self.exact, dtype=self.dtype, name="final")(h)
+    return x + Conv(self.features, 3, exact=self.exact, dtype=self.dtype,
+                    zero_init=self.zero_final, name="final")(h)
 
 
 def pixel_shuffle(x: jax.Array, factor: int = 2) -> jax.Array:

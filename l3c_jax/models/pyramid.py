@@ -46,6 +46,8 @@ class _PyramidFields:
     pixel_mean_scale: the heads' mean channels are multiplied by this factor (1 in the paper).
     exact: decoders and heads compute in exact fixed point (`models.fixed_point`): the form
       the codec needs for files that decode on any machine; trained quantization-aware.
+    head_res_blocks: ResBlocks inside each phase head (phased families; `blocks.PhaseHead`);
+      0 is the shipped model's head.
   """
   num_scales: int = 3
   num_channels: int = 64
@@ -54,6 +56,7 @@ class _PyramidFields:
   log_scale_min: float = -7.0
   pixel_mean_scale: float = 1.0
   exact: bool = False
+  head_res_blocks: int = 0
 
   # How the family builds and codes its pyramid (class attributes, not fields).
   family = ""
@@ -62,7 +65,8 @@ class _PyramidFields:
   residual_means = True  # heads predict means as offsets from x^(s) upsampled (a field below)
 
   def __post_init__(self):
-    if min(self.num_scales, self.num_channels, self.num_mixtures) < 1:
+    if (min(self.num_scales, self.num_channels, self.num_mixtures) < 1
+        or self.head_res_blocks < 0 or (self.head_res_blocks and not self.phased)):
       raise ValueError(f"invalid {type(self).__name__}: {self}")
     if self.exact and not fixed_point.is_power_of_two(self.pixel_mean_scale):
       raise ValueError("exact models need a power-of-two pixel_mean_scale")
@@ -139,7 +143,8 @@ class RGBPyramid(nn.Module):
                      for _ in range(c.num_scales)]
     out = blocks.rgb_head_channels(c.num_mixtures)
     if c.phased:  # entry 4 * (s - 1) + p: phase p of scale s
-      self.phase_heads = [blocks.PhaseHead(c.num_channels, out, c.exact, dt)
+      self.phase_heads = [blocks.PhaseHead(c.num_channels, out, c.exact, dt,
+                                           c.head_res_blocks)
                           for _ in range(c.num_scales) for _ in blocks.PHASES]
     else:
       self.prob_heads = [blocks.ProbHead(c.num_channels, out, c.exact, dt)
