@@ -83,6 +83,7 @@ def test_code_image_raises_when_decode_is_not_bit_exact(monkeypatch):
 def test_parse_codecs_accepts_aliases_all_and_none():
   assert classical.parse_codecs("png, jxl,JPEG2K,webp,png") == ["png", "jpegxl", "jpeg2000", "webp"]
   assert classical.parse_codecs("all") == list(classical.CODECS)
+  assert classical.parse_codecs("jxl7,JPEG-XL-9") == ["jpegxl7", "jpegxl"]
   assert classical.parse_codecs("none") == []
   assert classical.parse_codecs("") == []
   with pytest.raises(ValueError):
@@ -98,7 +99,7 @@ def test_available_codecs_skips_codecs_missing_from_the_build(monkeypatch):
   monkeypatch.setattr(classical, "import_imagecodecs", lambda: fake)
   available, notes = classical.available_codecs(classical.CODECS)
   assert available == ["png", "jpeg2000"]
-  assert set(notes) == {"webp", "jpegxl"}
+  assert set(notes) == {"webp", "jpegxl", "jpegxl7"}
   assert "not available" in notes["webp"]
 
 
@@ -106,3 +107,20 @@ def test_import_imagecodecs_missing_tells_how_to_install(monkeypatch):
   monkeypatch.setitem(sys.modules, "imagecodecs", None)  # makes `import imagecodecs` fail
   with pytest.raises(ImportError, match=r"pip install '\.\[eval\]'"):
     classical.import_imagecodecs()
+
+
+def test_jpeg_xl_effort_7_and_9_are_both_measured(monkeypatch):
+  _available_or_skip("jpegxl")
+  import imagecodecs  # pylint: disable=import-outside-toplevel
+  efforts = []
+  real = imagecodecs.jpegxl_encode
+
+  def spy(*args, **kwargs):
+    efforts.append(kwargs["effort"])
+    return real(*args, **kwargs)
+  monkeypatch.setattr(imagecodecs, "jpegxl_encode", spy)
+  image = _synthetic_image()
+  for codec in ("jpegxl7", "jpegxl"):
+    classical.code_image(image, codec)
+  assert efforts == [7, 9]
+  assert classical.CODEC_NAMES["jpegxl7"] != classical.CODEC_NAMES["jpegxl"]
