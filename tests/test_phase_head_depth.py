@@ -47,6 +47,7 @@ def test_head_res_blocks_zero_keeps_the_fingerprint_and_bad_values_are_refused()
       bad()
 
 
+@pytest.mark.slow  # compiles the codec for its own config; the exact convs are the shared ones
 def test_deeper_heads_code_exactly():
   model = model_io.random_model(BASE.replace(head_res_blocks=1, exact=True), seed=3)
   pixels = np.random.default_rng(1).integers(0, 256, (13, 21, 3)).astype(np.uint8)
