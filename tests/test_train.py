@@ -121,7 +121,26 @@ def test_checkpoint_round_trip_restores_state_exactly(tmp_path):
   assert type(restored.opt_state) is type(state.opt_state)
 
 
-def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
+@pytest.fixture
+def compilation_cache(tmp_path):
+  """A persistent XLA cache in a fresh directory for one test (as experiments/train.py enables
+  one): a second run in the same process loads the programs the first compiled instead of
+  compiling them again (the cache's executables are the compiled code itself). Restored after."""
+  from jax._src import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+  keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+          "jax_persistent_cache_min_entry_size_bytes")
+  before = {k: getattr(jax.config, k) for k in keys}
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  cc.reset_cache()
+  yield str(tmp_path / "xla")
+  for k, v in before.items():
+    jax.config.update(k, v)
+  cc.reset_cache()
+
+
+def test_training_loop_checkpoints_and_resumes(tmp_path, capsys, compilation_cache):
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
   data = write_images(tmp_path / "data")
   tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, eval_every=3,
