@@ -22,6 +22,13 @@ from conftest import write_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=8, num_res_blocks=1, latent_channels=2, num_mixtures=2)
+# One optimizer and one jitted float step for the tests below (each jax.jit of a new lambda
+# compiled the tiny model's training step again: ~10-15 s each on the loaded 2-core machine).
+# soft_sigma is an argument (TINY.soft_sigma for an ordinary step); an infinite learning rate
+# is an lr_scale in the state, so that is the same compiled step as well.
+TX = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
+STEP = jax.jit(lambda s, x, sigma: step_lib.train_step(s, x, TINY, TX, None, sigma))
+SIGMA = jnp.float32(TINY.soft_sigma)
 
 
 def _batch(seed=0, b=2, size=16):
@@ -37,9 +44,12 @@ def test_train_step_loss_drops_on_repeated_batch(exact):
   """Float training, and quantization-aware training through the exact network
   (`--model.exact=true`, straight-through rounding): both learn."""
   config = TINY.replace(exact=exact)
-  tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
+  tx = TX
   state = step_lib.create_train_state(config, tx, jax.random.key(0))
-  f = jax.jit(lambda s, x: step_lib.train_step(s, x, config, tx))
+  if exact:
+    f = jax.jit(lambda s, x: step_lib.train_step(s, x, config, tx))
+  else:
+    f = lambda s, x: STEP(s, x, SIGMA)
   x = _batch()
   losses = []
   for _ in range(8):
@@ -53,11 +63,10 @@ def test_train_step_loss_drops_on_repeated_batch(exact):
 def test_a_non_finite_step_is_skipped_on_the_device():
   """A NaN loss (here: a NaN quantizer sigma) or an infinite update leaves parameters and
   optimizer state exactly as they were, and says so in `nonfinite`; finite steps apply."""
-  tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
-  state = step_lib.create_train_state(TINY, tx, jax.random.key(0))
-  f = jax.jit(lambda s, x, sigma: step_lib.train_step(s, x, TINY, tx, None, sigma))
+  state = step_lib.create_train_state(TINY, TX, jax.random.key(0))
+  f = STEP
   x = _batch()
-  sigma = jnp.float32(TINY.soft_sigma)
+  sigma = SIGMA
   new, m = f(state, x, jnp.float32(jnp.nan))
   assert float(m["nonfinite"]) == 1.0 and int(new.step) == 1
   # Its metrics are zeroed (not NaN), so a logging window's averages cover the applied steps.
@@ -70,9 +79,9 @@ def test_a_non_finite_step_is_skipped_on_the_device():
   assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
       jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(new.params)))
   # An infinite learning rate: the loss is finite, the update is not; skipped as well.
-  tx_inf = step_lib.make_optimizer(TrainConfig(learning_rate=float("inf")), 100)
-  state = step_lib.create_train_state(TINY, tx_inf, jax.random.key(0))
-  new, m = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx_inf))(state, x)
+  state = step_lib.create_train_state(TINY, TX, jax.random.key(0), lr_scale=float("inf"))
+  new, m = f(state, x, sigma)
+  assert np.isinf(float(state.opt_state.hyperparams["lr_scale"]))
   assert float(m["nonfinite"]) == 1.0
   assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree_util.tree_leaves(new.params))
 
@@ -99,12 +108,11 @@ def test_rmsprop_matches_pytorch_update_rule():
 
 
 def test_checkpoint_round_trip_restores_state_exactly(tmp_path):
-  tx = step_lib.make_optimizer(TrainConfig(), 100)
-  state = step_lib.create_train_state(TINY, tx, jax.random.key(1))
-  state, _ = jax.jit(lambda s, x: step_lib.train_step(s, x, TINY, tx))(state, _batch())
+  state = step_lib.create_train_state(TINY, TX, jax.random.key(1))
+  state, _ = STEP(state, _batch(), SIGMA)
   ck = Checkpointer(str(tmp_path), max_to_keep=2)
   ck.save(1, state, {"data_position": 1})
-  fresh = step_lib.create_train_state(TINY, tx, jax.random.key(2))
+  fresh = step_lib.create_train_state(TINY, TX, jax.random.key(2))
   restored, meta = ck.restore(fresh)
   ck.close()
   assert meta["data_position"] == 1
@@ -113,7 +121,26 @@ def test_checkpoint_round_trip_restores_state_exactly(tmp_path):
   assert type(restored.opt_state) is type(state.opt_state)
 
 
-def test_training_loop_checkpoints_and_resumes(tmp_path, capsys):
+@pytest.fixture
+def compilation_cache(tmp_path):
+  """A persistent XLA cache in a fresh directory for one test (as experiments/train.py enables
+  one): a second run in the same process loads the programs the first compiled instead of
+  compiling them again (the cache's executables are the compiled code itself). Restored after."""
+  from jax._src import compilation_cache as cc  # pylint: disable=g-import-not-at-top
+  keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+          "jax_persistent_cache_min_entry_size_bytes")
+  before = {k: getattr(jax.config, k) for k in keys}
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "xla"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  cc.reset_cache()
+  yield str(tmp_path / "xla")
+  for k, v in before.items():
+    jax.config.update(k, v)
+  cc.reset_cache()
+
+
+def test_training_loop_checkpoints_and_resumes(tmp_path, capsys, compilation_cache):
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
   data = write_images(tmp_path / "data")
   tcfg = TrainConfig(crop_size=16, batch_size=2, num_steps=3, log_every=1, eval_every=3,
