@@ -5,7 +5,9 @@ and encoding their images must give the same bytes (model-coded goldens; the `pa
 golden holds an embedded PNG / WebP stream, whose bytes depend on Pillow's zlib and libwebp, so
 it is checked by decoding only). Files of format version 2 (tests/testdata/format2/, written by
 l3c-jax 0.2) and 3 (tests/testdata/format3/: the goldens before pixel steps were window-coded)
-must still decode. They are regenerated only by an explicit
+must still decode, and so must the files of the first default model (tests/testdata/model1/: its
+format-4 goldens), through the shipped model their header names (`l3c_jax/previous_models/`).
+The goldens are regenerated only by an explicit
 switch, `L3C_UPDATE_GOLDENS=1 python -m pytest tests/test_shipped_model.py`, and only when the
 format version or the shipped model changed (anything else that changes the bytes is a bug, or
 needs a format-version bump in the same commit).
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from l3c_jax import api
 from l3c_jax import model_io
 from l3c_jax.coding import bitstream
 from l3c_jax.coding import codec
@@ -53,6 +56,7 @@ NAMES = ("rgb", "gray", "rgba", "palette", "palette_auto")
 MODEL_CODED = ("rgb", "gray", "rgba", "palette")  # encoding must reproduce their bytes
 FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
 FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
+MODEL1 = GOLDEN_DIR.parent / "model1"  # format 4 goldens of the first default model (v1)
 
 
 def _method(name: str) -> str:
@@ -118,13 +122,19 @@ def test_golden_decodes_bit_exactly(model, name):
   assert (stats.method == bitstream.METHOD_MODEL) == (name in MODEL_CODED)
 
 
-@pytest.mark.parametrize("version,name", [(2, n) for n in ("rgb", "gray", "palette")]
-                         + [(3, n) for n in MODEL_CODED])
-def test_files_of_earlier_formats_still_decode(model, version, name):
-  """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files."""
-  data = ((FORMAT2 if version == 2 else FORMAT3) / f"{name}.l3c").read_bytes()
+@pytest.mark.parametrize("folder,name", [(FORMAT2, n) for n in ("rgb", "gray", "palette")]
+                         + [(d, n) for d in (FORMAT3, MODEL1) for n in MODEL_CODED],
+                         ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
+def test_files_of_earlier_formats_and_models_still_decode(model, folder, name):
+  """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files, and the first
+  default model's files: each decoded, as a user would, with the shipped model it names."""
+  data = (folder / f"{name}.l3c").read_bytes()
+  version = {FORMAT2: 2, FORMAT3: 3, MODEL1: 4}[folder]
   assert data[4] == version
-  image, _ = codec.decode(data, model)
+  named = api.shipped_model_for_file(data)
+  assert bytes.fromhex(named.fingerprint)[:16] == bitstream.unpack(data)[0].fingerprint
+  assert named is not model  # all of these were written by the first default model
+  image, _ = codec.decode(data, named)
   want = golden_image(name)
   np.testing.assert_array_equal(image.pixels, want.pixels)
   assert image.mode == want.mode and image.palette == want.palette
