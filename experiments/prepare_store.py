@@ -7,6 +7,9 @@ run on the store draws the same crops as a run on the folder with the same seed.
 
 Usage (once per pool; ~12 ms per Kodak-size image, ~1 byte per sub-pixel on disk):
   python experiments/prepare_store.py --images=../prepared/train --store=../stores/train
+  # with a downscaled copy of each image (scale augmentation, factor in [0.6, 0.8]):
+  python experiments/prepare_store.py --images=../prepared/train --store=../stores/train_x2 \
+    --downscaled_copy=0.6,0.8
   python experiments/train.py ... --train.data_store=../stores/train  # or --data_dir=STORE
 """
 
@@ -30,6 +33,10 @@ flags.DEFINE_string('images', None, 'Image folder, or comma-separated folders (s
                     'recursively).')
 flags.DEFINE_string('store', None, 'Store directory to create.')
 flags.DEFINE_bool('replace', False, 'Replace an existing store at --store.')
+flags.DEFINE_list('downscaled_copy', [], 'LOW,HIGH (e.g. 0.6,0.8): also store one Lanczos-'
+                  'downscaled copy of each image, factor uniform in [LOW, HIGH] per image '
+                  '(scale augmentation; copies with a side below 128 px are left out).')
+flags.DEFINE_integer('seed', 0, 'Seed of the --downscaled_copy factors.')
 
 
 def main(argv):
@@ -50,12 +57,24 @@ def main(argv):
   t0 = time.time()
   try:
     paths = pipeline.list_images(FLAGS.images)
-    stats = store_lib.write_store(paths, FLAGS.store)
+    downscale = None
+    if FLAGS.downscaled_copy:
+      try:
+        low, high = (float(v) for v in FLAGS.downscaled_copy)
+      except ValueError:
+        print(f'prepare_store: error: --downscaled_copy takes LOW,HIGH: '
+              f'{",".join(FLAGS.downscaled_copy)}', file=sys.stderr)
+        return 2
+      downscale = (low, high)
+    stats = store_lib.write_store(paths, FLAGS.store, downscale=downscale,
+                                  downscale_seed=FLAGS.seed)
   except pipeline.DataError as e:
     print(f'prepare_store: error: {e}', file=sys.stderr)
     return 1
   skipped = ', '.join(f'{k}={v}' for k, v in sorted(stats['skipped'].items())) or 'none'
-  print(f'prepare_store: {stats["num_images"]} of {len(paths)} images -> {FLAGS.store} '
+  copies = f' + {stats["num_copies"]} downscaled copies' if downscale else ''
+  print(f'prepare_store: {stats["num_images"] - stats["num_copies"]} of {len(paths)} images'
+        f'{copies} -> {FLAGS.store} '
         f'({stats["num_bytes"] / 2**20:.1f} MiB, {time.time() - t0:.1f} s; skipped: {skipped})')
   return 0
 

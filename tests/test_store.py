@@ -244,3 +244,55 @@ def test_bench_input_prints_crops_per_second_and_cpu_per_crop(tmp_path, capsys):
   assert set(rows) == {'png', 'store_inline'}, out
   assert float(rows['store_inline'][2]) > 0 and float(rows['store_inline'][3]) > 0
   assert rows['png'][-2:] == ['1.0x', 'less'] and rows['store_inline'][-1] == 'less'
+
+
+def test_downscaled_copies_follow_their_images_with_lanczos_pixels_and_seeded_factors(tmp_path):
+  """Scale augmentation: after each image its copy, Lanczos-downscaled by a factor in [lo, hi]
+  drawn from (seed, index); copies below the minimum side left out (and not warned about)."""
+  folder = _folder(tmp_path, n=4, noise=True)  # 24x20 .. 39x29
+  paths = pipeline.list_images(folder)
+  path = str(tmp_path / 'store')
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    stats = store_lib.write_store(paths, path, downscale=(0.6, 0.8), downscale_seed=3,
+                                  downscale_min_side=14)
+  store = store_lib.ImageStore(path)
+  names, k = store.names, 0
+  for i, p in enumerate(paths):
+    assert names[k] == p
+    png = np.asarray(Image.open(p))
+    np.testing.assert_array_equal(store.image(k), png)
+    k += 1
+    r = store_lib.downscale_factor(3, i, 0.6, 0.8)
+    assert 0.6 <= r <= 0.8
+    h, w = png.shape[:2]
+    if min(round(w * r), round(h * r)) < 14:
+      continue
+    assert names[k] == f'{p}@{r:.4f}'
+    want = np.asarray(Image.fromarray(png).resize((round(w * r), round(h * r)),
+                                                  resample=Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(store.image(k), want)
+    k += 1
+  assert k == len(store) == stats['num_images'] and stats['num_copies'] == k - len(paths) > 0
+  assert stats['skipped'].get('copy_too_small', 0) == 2 * len(paths) - k
+  # The factors depend on the seed and the index only.
+  assert store_lib.downscale_factor(3, 1, 0.6, 0.8) != store_lib.downscale_factor(4, 1, 0.6, 0.8)
+  with pytest.raises(pipeline.DataError, match='0 < low <= high < 1'):
+    store_lib.write_store(paths, str(tmp_path / 'bad'), downscale=(0.8, 1.2))
+
+
+def test_prepare_store_launcher_adds_downscaled_copies(tmp_path, capsys):
+  folder = tmp_path / 'big'
+  folder.mkdir()
+  Image.fromarray(_coord_image(230, 200, 1)).save(folder / 'a.png')  # copy: >= 138 x 120 px
+  Image.fromarray(_coord_image(40, 30, 2)).save(folder / 'b.png')    # copy too small
+  dst = str(tmp_path / 'st')
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}',
+                            '--downscaled_copy=0.6,0.8', '--seed=5') == 0
+  assert '2 of 2 images + 1 downscaled copies' in capsys.readouterr().out
+  store = store_lib.ImageStore(dst)
+  r = store_lib.downscale_factor(5, 0, 0.6, 0.8)
+  assert len(store) == 3 and tuple(store.shapes[1]) == (round(200 * r), round(230 * r))
+  assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}2',
+                            '--downscaled_copy=0.6') == 2
+  assert 'LOW,HIGH' in capsys.readouterr().err

@@ -12,7 +12,10 @@ Layout of a store directory:
                "skipped": {reason: count}, "num_bytes": size of pixels.u8}.
 Images are in `pipeline.list_images` order (sorted paths), RGB 8-bit only, the order and filter of
 `pipeline.CropLoader`; so `StoreBatches` over a store yields, batch for batch, the crops that a
-`CropLoader` over the source folder yields with the same seed (tests/test_store.py).
+`CropLoader` over the source folder yields with the same seed (tests/test_store.py). A store
+written with `downscale=(lo, hi)` also holds, after each image, a Lanczos-downscaled copy of it
+(named `<name>@<factor>`), a scale augmentation: the same scene with more detail per pixel,
+which stretches a small photo pool (the GPU stage of the default model v2 trained on one).
 
 Why not array_record (which grain brings along): it stores serialized records, so a crop would
 still read (and unpickle) the whole image; a flat memory map reads only the crop's rows, needs no
@@ -28,6 +31,7 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
 
 from l3c_jax.data import images
 from l3c_jax.data import pipeline
@@ -51,8 +55,15 @@ def is_store(path) -> bool:
     return False
 
 
+def downscale_factor(seed: int, index: int, low: float, high: float) -> float:
+  """The factor of image `index`'s downscaled copy: uniform in [low, high], from (seed, index)
+  alone, so a store is the same whatever else it holds."""
+  return float(np.random.default_rng([int(seed), int(index)]).uniform(low, high))
+
+
 def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] = None,
-                progress=None) -> Dict[str, object]:
+                progress=None, downscale: Optional[Tuple[float, float]] = None,
+                downscale_seed: int = 0, downscale_min_side: int = 128) -> Dict[str, object]:
   """Decodes `paths` once into a store at `dst` (written beside it, then renamed into place).
 
   Args:
@@ -61,13 +72,22 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
     dst: store directory to create; must not exist.
     names: names recorded per image (default: the paths).
     progress: optional callable(done, total) after each image.
+    downscale: (low, high) with 0 < low <= high < 1, or None: after each image also store a
+      Lanczos-downscaled copy, factor `downscale_factor(downscale_seed, k, low, high)` for the
+      k-th path, size round(W r) x round(H r), named f'{name}@{r:.4f}'; a copy whose shorter
+      side would be below `downscale_min_side` px is left out (counted as 'copy_too_small').
 
   Returns:
-    {"num_images": kept, "skipped": {reason: count}, "num_bytes": size of pixels.u8}.
+    {"num_images": kept (copies included), "num_copies": downscaled copies kept, "skipped":
+    {reason: count}, "num_bytes": size of pixels.u8}.
 
   Raises:
-    pipeline.DataError: dst exists or no image is usable.
+    pipeline.DataError: dst exists, bad `downscale`, or no image is usable.
   """
+  if downscale is not None:
+    low, high = (float(v) for v in downscale)
+    if not 0.0 < low <= high < 1.0:
+      raise pipeline.DataError(f'downscale factors must satisfy 0 < low <= high < 1: {downscale}')
   dst = os.path.abspath(str(dst))
   if os.path.exists(dst):
     raise pipeline.DataError(f'store already exists: {dst}')
@@ -78,7 +98,7 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
   index: List[Tuple[int, int, int]] = []
   kept: List[str] = []
   skipped: Dict[str, int] = {}
-  offset = 0
+  offset = num_copies = 0
   with open(os.path.join(tmp, PIXELS_FILE), 'wb') as f:
     for k, (path, name) in enumerate(zip(paths, names)):
       try:
@@ -95,6 +115,19 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
         index.append((offset, h, w))
         kept.append(name)
         offset += h * w * 3
+        if downscale is not None:
+          r = downscale_factor(downscale_seed, k, low, high)
+          size = (round(w * r), round(h * r))
+          if min(size) < downscale_min_side:
+            skipped['copy_too_small'] = skipped.get('copy_too_small', 0) + 1
+          else:
+            small = np.asarray(Image.fromarray(np.asarray(pixels, np.uint8)).resize(
+                size, resample=Image.Resampling.LANCZOS))
+            f.write(np.ascontiguousarray(small, np.uint8).tobytes())
+            index.append((offset, size[1], size[0]))
+            kept.append(f'{name}@{r:.4f}')
+            num_copies += 1
+            offset += size[0] * size[1] * 3
       if progress is not None:
         progress(k + 1, len(paths))
   if not index:
@@ -106,11 +139,13 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
   with open(os.path.join(tmp, META_FILE), 'w') as f:
     json.dump(meta, f, indent=1)
   os.rename(tmp, dst)
-  if skipped:
-    counts = ', '.join(f'{k}={v}' for k, v in sorted(skipped.items()))
-    warnings.warn(f'write_store: skipped {sum(skipped.values())} of {len(paths)} images '
+  sources = {k: v for k, v in skipped.items() if k != 'copy_too_small'}
+  if sources:  # a copy left out is by design, not worth a warning
+    counts = ', '.join(f'{k}={v}' for k, v in sorted(sources.items()))
+    warnings.warn(f'write_store: skipped {sum(sources.values())} of {len(paths)} images '
                   f'({counts}; 8-bit RGB only)', stacklevel=2)
-  return {'num_images': len(index), 'skipped': skipped, 'num_bytes': offset}
+  return {'num_images': len(index), 'num_copies': num_copies, 'skipped': skipped,
+          'num_bytes': offset}
 
 
 class ImageStore:
