@@ -5,8 +5,9 @@ and encoding their images must give the same bytes (model-coded goldens; the `pa
 golden holds an embedded PNG / WebP stream, whose bytes depend on Pillow's zlib and libwebp, so
 it is checked by decoding only). Files of format version 2 (tests/testdata/format2/, written by
 l3c-jax 0.2) and 3 (tests/testdata/format3/: the goldens before pixel steps were window-coded)
-must still decode, and so must the files of the first default model (tests/testdata/model1/: its
-format-4 goldens), through the shipped model their header names (`l3c_jax/previous_models/`).
+must still decode, and so must the files of the earlier default models (tests/testdata/model1/:
+v1's format-4 goldens; model2/: v2 interim's), through the shipped model each header names
+(`l3c_jax/previous_models/`).
 The goldens are regenerated only by an explicit
 switch, `L3C_UPDATE_GOLDENS=1 python -m pytest tests/test_shipped_model.py`, and only when the
 format version or the shipped model changed (anything else that changes the bytes is a bug, or
@@ -57,6 +58,7 @@ MODEL_CODED = ("rgb", "gray", "rgba", "palette")  # encoding must reproduce thei
 FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
 FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
 MODEL1 = GOLDEN_DIR.parent / "model1"  # format 4 goldens of the first default model (v1)
+MODEL2 = GOLDEN_DIR.parent / "model2"  # format 4 goldens of the second (v2 interim)
 
 
 def _method(name: str) -> str:
@@ -123,17 +125,17 @@ def test_golden_decodes_bit_exactly(model, name):
 
 
 @pytest.mark.parametrize("folder,name", [(FORMAT2, n) for n in ("rgb", "gray", "palette")]
-                         + [(d, n) for d in (FORMAT3, MODEL1) for n in MODEL_CODED],
+                         + [(d, n) for d in (FORMAT3, MODEL1, MODEL2) for n in MODEL_CODED],
                          ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
 def test_files_of_earlier_formats_and_models_still_decode(model, folder, name):
-  """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files, and the first
-  default model's files: each decoded, as a user would, with the shipped model it names."""
+  """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files, and the earlier
+  default models' files: each decoded, as a user would, with the shipped model it names."""
   data = (folder / f"{name}.l3c").read_bytes()
-  version = {FORMAT2: 2, FORMAT3: 3, MODEL1: 4}[folder]
+  version = {FORMAT2: 2, FORMAT3: 3, MODEL1: 4, MODEL2: 4}[folder]
   assert data[4] == version
   named = api.shipped_model_for_file(data)
   assert bytes.fromhex(named.fingerprint)[:16] == bitstream.unpack(data)[0].fingerprint
-  assert named is not model  # all of these were written by the first default model
+  assert named is not model  # all of these were written by an earlier default model
   image, _ = codec.decode(data, named)
   want = golden_image(name)
   np.testing.assert_array_equal(image.pixels, want.pixels)
