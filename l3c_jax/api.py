@@ -85,7 +85,11 @@ def shipped_model_for_file(data: bytes) -> Optional[Model]:
   Raises:
     CodecError: the bytes are not an l3c-jax file (the header does not parse).
   """
-  header, _ = bitstream.unpack(data)
+  return shipped_model_for_header(bitstream.unpack(data)[0])
+
+
+def shipped_model_for_header(header: bitstream.Header) -> Optional[Model]:
+  """`shipped_model_for_file` for a header already parsed (`bitstream.unpack(data)[0]`)."""
   if header.method != bitstream.METHOD_MODEL:
     return None
   return model_io.shipped_model_for(header.fingerprint)

@@ -488,7 +488,7 @@ def _decompress(args, console: _Console, binary_in, binary_out) -> int:
     images.check_storable(fmt, header.mode, header.transparency is not None, ext)
     if model is None:  # no --model: the shipped model the file names (or none for PNG / WebP)
       from l3c_jax import api  # pylint: disable=g-import-not-at-top
-      model = api.shipped_model_for_file(data)
+      model = api.shipped_model_for_header(header)  # the header parsed above
     with console.tile_progress(os.path.basename(_display(path, "stdin"))) as progress:
       image, stats = codec.decode(data, model, progress=progress)
     _write_and_report(args, console, path, output,
