@@ -36,7 +36,7 @@ flags.DEFINE_bool('replace', False, 'Replace an existing store at --store.')
 flags.DEFINE_list('downscaled_copy', [], 'LOW,HIGH (e.g. 0.6,0.8): also store one Lanczos-'
                   'downscaled copy of each image, factor uniform in [LOW, HIGH] per image '
                   '(scale augmentation; copies with a side below 128 px are left out).')
-flags.DEFINE_integer('seed', 0, 'Seed of the --downscaled_copy factors.')
+flags.DEFINE_integer('downscale_seed', 0, 'Seed of the --downscaled_copy factors.')
 
 
 def main(argv):
@@ -67,7 +67,7 @@ def main(argv):
         return 2
       downscale = (low, high)
     stats = store_lib.write_store(paths, FLAGS.store, downscale=downscale,
-                                  downscale_seed=FLAGS.seed)
+                                  downscale_seed=FLAGS.downscale_seed)
   except pipeline.DataError as e:
     print(f'prepare_store: error: {e}', file=sys.stderr)
     return 1

@@ -13,6 +13,7 @@
 Small shapes (13x19, 21x35, 7x9) as in tests/test_codec.py, so little is compiled.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -266,3 +267,26 @@ def test_progress_is_reported_and_ends_at_the_total(pyramid_model):
     assert len(seen) > num_tiles + 1, (side, len(seen))
   # Without a callable nothing changes.
   assert codec.encode(image, pyramid_model, tile_size=32, method="model")[0] == data
+
+
+def test_compiled_shapes_are_bounded_so_many_image_sizes_do_not_exhaust_memory_maps(
+    pyramid_model, monkeypatch):
+  """Each new tile shape's executables stay mapped until JAX's caches are cleared; past
+  MAX_COMPILED_SHAPES shapes the codec clears them (a process coding ~40 photo sizes used to
+  die in LLVM at the kernel's memory-map limit). Round trips stay exact across a clear."""
+  clears = []
+  real_clear = jax.clear_caches
+  monkeypatch.setattr(jax, "clear_caches", lambda: (clears.append(1), real_clear()))
+  monkeypatch.setattr(codec, "MAX_COMPILED_SHAPES", 4)
+  monkeypatch.setattr(codec, "_compiled_shapes", set())
+  rng = np.random.default_rng(5)
+  for h, w in [(16, 24), (16, 24), (24, 16)]:  # one shape twice, then a second: no clear yet
+    x = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    data, _ = codec.encode(images.from_array(x), pyramid_model, method="model")
+    np.testing.assert_array_equal(codec.decode(data, pyramid_model)[0].pixels, x)
+  assert not clears and len(codec._compiled_shapes) == 4  # (encode, decode) x 2 shapes
+  x = rng.integers(0, 256, (32, 16, 3)).astype(np.uint8)  # a third shape: over the bound
+  data, _ = codec.encode(images.from_array(x), pyramid_model, method="model")
+  assert len(clears) == 1 and len(codec._compiled_shapes) == 1
+  np.testing.assert_array_equal(codec.decode(data, pyramid_model)[0].pixels, x)
+  assert len(clears) == 1 and len(codec._compiled_shapes) == 2

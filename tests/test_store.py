@@ -288,7 +288,7 @@ def test_prepare_store_launcher_adds_downscaled_copies(tmp_path, capsys):
   Image.fromarray(_coord_image(40, 30, 2)).save(folder / 'b.png')    # copy too small
   dst = str(tmp_path / 'st')
   assert launchers.run_main('prepare_store', f'--images={folder}', f'--store={dst}',
-                            '--downscaled_copy=0.6,0.8', '--seed=5') == 0
+                            '--downscaled_copy=0.6,0.8', '--downscale_seed=5') == 0
   assert '2 of 2 images + 1 downscaled copies' in capsys.readouterr().out
   store = store_lib.ImageStore(dst)
   r = store_lib.downscale_factor(5, 0, 0.6, 0.8)
