@@ -280,7 +280,8 @@ def test_compiled_shapes_are_bounded_so_many_image_sizes_do_not_exhaust_memory_m
   monkeypatch.setattr(codec, "MAX_COMPILED_SHAPES", 4)
   monkeypatch.setattr(codec, "_compiled_shapes", set())
   rng = np.random.default_rng(5)
-  for h, w in [(16, 24), (16, 24), (24, 16)]:  # one shape twice, then a second: no clear yet
+  # One padded shape three times (15 x 23 pads to 16 x 24), then a second: no clear yet.
+  for h, w in [(16, 24), (16, 24), (15, 23), (24, 16)]:
     x = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
     data, _ = codec.encode(images.from_array(x), pyramid_model, method="model")
     np.testing.assert_array_equal(codec.decode(data, pyramid_model)[0].pixels, x)
@@ -290,3 +291,7 @@ def test_compiled_shapes_are_bounded_so_many_image_sizes_do_not_exhaust_memory_m
   assert len(clears) == 1 and len(codec._compiled_shapes) == 1
   np.testing.assert_array_equal(codec.decode(data, pyramid_model)[0].pixels, x)
   assert len(clears) == 1 and len(codec._compiled_shapes) == 2
+  # A gray image of that size codes one channel: other compiled steps, another shape.
+  gray = rng.integers(0, 256, (32, 16)).astype(np.uint8)
+  codec.encode(images.from_array(gray), pyramid_model, method="model")
+  assert len(clears) == 1 and len(codec._compiled_shapes) == 3

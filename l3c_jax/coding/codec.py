@@ -220,8 +220,9 @@ def _map_tiles(fn: Callable, jobs: Sequence) -> List:
 # One tile of one component: the family's coding plan, step by step.
 
 
-# Compiled code is cached per (model config, tile shape), and every shape's executables stay
-# mapped in memory until JAX's caches are cleared: ~800 memory maps per new tile shape and side
+# Compiled code is cached per (model config, padded tile shape, coded channels), and every
+# shape's executables stay mapped in memory until JAX's caches are cleared: ~800 memory maps per
+# new tile shape and side
 # (measured with the S=4 default model: 64x80 .. 96x104 images, ~1,600 maps per image encoded
 # and decoded). Linux allows a process 65,530 maps (vm.max_map_count), so one process coding ~40
 # differently sized photos (an evaluation set, `l3c-jax compress *.png`) died in LLVM ("Cannot
@@ -233,10 +234,18 @@ _compiled_shapes: set = set()
 _compiled_shapes_lock = threading.Lock()
 
 
-def _bound_compiled_shapes(config, side: str, jobs) -> None:
-  """Records the tile shapes an image is about to compile for; clears JAX's caches first if
-  they would pass MAX_COMPILED_SHAPES (called before any tile of the image runs)."""
-  keys = {(side, config, th, tw) for _, _, _, th, tw in jobs}
+def _bound_compiled_shapes(config, side: str, kinds: Sequence[int], jobs) -> None:
+  """Records the shapes an image's tiles compile for (padded height and width, coded channels
+  of the tile's component: what the jitted steps are specialized on); clears JAX's caches first
+  if they would pass MAX_COMPILED_SHAPES (called before any tile of the image runs).
+
+  Args:
+    config: the model config; side: "encode" or "decode"; kinds: each component's kind;
+    jobs: `_tile_jobs` tuples (component index, y, x, tile_h, tile_w).
+  """
+  f = config.padding_factor
+  keys = {(side, config, images.padded_size(th, f), images.padded_size(tw, f),
+           _component_channels(kinds[i])) for i, _, _, th, tw in jobs}
   with _compiled_shapes_lock:
     new = keys - _compiled_shapes
     if new and len(_compiled_shapes) + len(new) > MAX_COMPILED_SHAPES:
@@ -799,7 +808,7 @@ def _encode_model(image: images.ImageData, model, tile_size: int, estimate: bool
   coder = _TileCoder(model, stats, estimate)
   comps = _components(image)
   jobs = _tile_jobs(comps, image.height, image.width, tile_size)
-  _bound_compiled_shapes(cfg, "encode", jobs)
+  _bound_compiled_shapes(cfg, "encode", [kind for kind, _, _ in comps], jobs)
   tracker = _Progress(progress, sum(th * tw for _, _, _, th, tw in jobs))
 
   def encode_tile(job):
@@ -948,7 +957,7 @@ def _decode_model(header: bitstream.Header, streams, model, stats: CodingStats,
     coder = _TileCoder(model, stats)
     jobs = _tile_jobs([(k, v, None) for k, v in header.components], header.height,
                       header.width, header.tile_size)
-    _bound_compiled_shapes(cfg, "decode", jobs)
+    _bound_compiled_shapes(cfg, "decode", [kind for kind, _ in header.components], jobs)
     tracker = _Progress(progress, sum(th * tw for _, _, _, th, tw in jobs))
     # Each tile's substreams, in file order (_validate checked their count).
     tile_streams, first = [], 0
