@@ -72,7 +72,8 @@ def main(argv):
     print(f'prepare_store: error: {e}', file=sys.stderr)
     return 1
   skipped = ', '.join(f'{k}={v}' for k, v in sorted(stats['skipped'].items())) or 'none'
-  copies = f' + {stats["num_copies"]} downscaled copies' if downscale else ''
+  copies = (f' + {stats["num_copies"]} downscaled copies ({stats["copies_too_small"]} too small '
+            f'left out)' if downscale else '')
   print(f'prepare_store: {stats["num_images"] - stats["num_copies"]} of {len(paths)} images'
         f'{copies} -> {FLAGS.store} '
         f'({stats["num_bytes"] / 2**20:.1f} MiB, {time.time() - t0:.1f} s; skipped: {skipped})')

@@ -274,7 +274,8 @@ def test_downscaled_copies_follow_their_images_with_lanczos_pixels_and_seeded_fa
     np.testing.assert_array_equal(store.image(k), want)
     k += 1
   assert k == len(store) == stats['num_images'] and stats['num_copies'] == k - len(paths) > 0
-  assert stats['skipped'].get('copy_too_small', 0) == 2 * len(paths) - k
+  assert stats['copies_too_small'] == 2 * len(paths) - k and stats['skipped'] == {}
+  assert store.skipped == {}  # the store's skips count source files only
   # The factors depend on the seed and the index only.
   assert store_lib.downscale_factor(3, 1, 0.6, 0.8) != store_lib.downscale_factor(4, 1, 0.6, 0.8)
   with pytest.raises(pipeline.DataError, match='0 < low <= high < 1'):

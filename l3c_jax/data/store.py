@@ -75,11 +75,13 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
     downscale: (low, high) with 0 < low <= high < 1, or None: after each image also store a
       Lanczos-downscaled copy, factor `downscale_factor(downscale_seed, k, low, high)` for the
       k-th path, size round(W r) x round(H r), named f'{name}@{r:.4f}'; a copy whose shorter
-      side would be below `downscale_min_side` px is left out (counted as 'copy_too_small').
+      side would be below `downscale_min_side` px is left out (counted in "copies_too_small").
+      `skipped` counts source files only, as the store's meta.json and `ImageStore.skipped` do.
 
   Returns:
-    {"num_images": kept (copies included), "num_copies": downscaled copies kept, "skipped":
-    {reason: count}, "num_bytes": size of pixels.u8}.
+    {"num_images": kept (copies included), "num_copies": downscaled copies kept,
+    "copies_too_small": copies left out, "skipped": {reason: count}, "num_bytes": size of
+    pixels.u8}.
 
   Raises:
     pipeline.DataError: dst exists, bad `downscale`, or no image is usable.
@@ -98,7 +100,7 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
   index: List[Tuple[int, int, int]] = []
   kept: List[str] = []
   skipped: Dict[str, int] = {}
-  offset = num_copies = 0
+  offset = num_copies = copies_too_small = 0
   with open(os.path.join(tmp, PIXELS_FILE), 'wb') as f:
     for k, (path, name) in enumerate(zip(paths, names)):
       try:
@@ -119,7 +121,7 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
           r = downscale_factor(downscale_seed, k, low, high)
           size = (round(w * r), round(h * r))
           if min(size) < downscale_min_side:
-            skipped['copy_too_small'] = skipped.get('copy_too_small', 0) + 1
+            copies_too_small += 1
           else:
             small = np.asarray(Image.fromarray(np.asarray(pixels, np.uint8)).resize(
                 size, resample=Image.Resampling.LANCZOS))
@@ -139,13 +141,12 @@ def write_store(paths: Sequence[str], dst: str, names: Optional[Sequence[str]] =
   with open(os.path.join(tmp, META_FILE), 'w') as f:
     json.dump(meta, f, indent=1)
   os.rename(tmp, dst)
-  sources = {k: v for k, v in skipped.items() if k != 'copy_too_small'}
-  if sources:  # a copy left out is by design, not worth a warning
-    counts = ', '.join(f'{k}={v}' for k, v in sorted(sources.items()))
-    warnings.warn(f'write_store: skipped {sum(sources.values())} of {len(paths)} images '
+  if skipped:
+    counts = ', '.join(f'{k}={v}' for k, v in sorted(skipped.items()))
+    warnings.warn(f'write_store: skipped {sum(skipped.values())} of {len(paths)} images '
                   f'({counts}; 8-bit RGB only)', stacklevel=2)
-  return {'num_images': len(index), 'num_copies': num_copies, 'skipped': skipped,
-          'num_bytes': offset}
+  return {'num_images': len(index), 'num_copies': num_copies,
+          'copies_too_small': copies_too_small, 'skipped': skipped, 'num_bytes': offset}
 
 
 class ImageStore:
