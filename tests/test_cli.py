@@ -228,6 +228,7 @@ runpy.run_module("l3c_jax", run_name="__main__", alter_sys=True)
 """
 
 
+@pytest.mark.slow
 def test_cli_python_dash_m_runs_quietly_and_fills_the_compilation_cache(tmp_path, np_rng,
                                                                         model_dir):
   # A subprocess on purpose: what is tested is the process environment: the `python -m l3c_jax`
@@ -343,6 +344,7 @@ def test_cli_eval_writes_compressai_style_json(tmp_path, np_rng, model_dir):
   assert "bpsp" in out
 
 
+@pytest.mark.slow
 def test_cli_keeps_metadata_and_strips_it_on_request(tmp_path, np_rng, model_dir):
   from PIL import ImageCms, PngImagePlugin  # pylint: disable=g-import-not-at-top
   icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -369,6 +371,7 @@ def test_cli_keeps_metadata_and_strips_it_on_request(tmp_path, np_rng, model_dir
   assert Image.open(tmp_path / "s2.png").text == {}
 
 
+@pytest.mark.slow
 def test_cli_says_when_an_embedded_stream_was_stored(tmp_path, model_dir):
   src = tmp_path / "pal.png"
   Image.fromarray((np.arange(64 * 48) % 5).reshape(48, 64).astype(np.uint8) * 40).convert(

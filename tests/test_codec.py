@@ -53,7 +53,9 @@ def _roundtrip(model, image: images.ImageData, **kw) -> bytes:
   return data
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (7, 9), (13, 19)])
+# (1, 37) and (13, 19) compile two more shapes (~6 s each here): slow.
+@pytest.mark.parametrize("shape", [(1, 1), pytest.param((1, 37), marks=pytest.mark.slow), (7, 9),
+                                   pytest.param((13, 19), marks=pytest.mark.slow)])
 def test_codec_roundtrip_is_bit_exact_for_odd_sizes(model, np_rng, shape):
   x = np_rng.integers(0, 256, shape + (3,)).astype(np.uint8)
   _roundtrip(model, images.from_array(x))
@@ -108,6 +110,7 @@ def test_codec_palette_components(np_rng):
   assert codec._components(dup)[0][0] == bitstream.COMPONENT_GRAY
 
 
+@pytest.mark.slow
 def test_codec_tiles_roundtrip_and_count(model, np_rng):
   # 45x70 in 32-pixel tiles: edge tiles of 13 and 6 pixels, the padded tile shapes of
   # tests/test_codec_speed.py's tiled images (the same tiny model), so they compile once.
@@ -151,6 +154,7 @@ def test_codec_refuses_a_forged_huge_tile_grid_before_listing_tiles(model, np_rn
   assert peak_bytes < 10 * 2**20  # the tile list alone would take gigabytes
 
 
+@pytest.mark.slow
 def test_codec_refuses_tiles_below_the_minimum_size(model, np_rng):
   x = np_rng.integers(0, 256, (40, 45, 3)).astype(np.uint8)
   with pytest.raises(CodecError, match="below the minimum 32"):
@@ -184,6 +188,7 @@ def test_codec_refuses_a_forged_file_of_empty_tiles_at_the_first_bad_tile(model,
   assert time.perf_counter() - t0 < 1.0
 
 
+@pytest.mark.slow
 def test_codec_content_checksum_covers_palette_transparency_mode_and_metadata(model, np_rng):
   image = images.ImageData(np_rng.integers(0, 4, (9, 11)).astype(np.uint8), "P",
                            bytes(range(12)), bytes([0, 255, 3, 4]),
@@ -202,6 +207,7 @@ def test_codec_content_checksum_covers_palette_transparency_mode_and_metadata(mo
     codec.decode(_forge(gray, mode="1"), model)
 
 
+@pytest.mark.slow
 def test_codec_rejects_corrupt_data_even_with_valid_checksums(model, np_rng):
   image = images.from_array(np_rng.integers(0, 256, (13, 19, 3)).astype(np.uint8))
   data, _ = _encode(image, model)
@@ -397,11 +403,11 @@ def pyramid_model(request):
   return _pyramid_model(request.param)
 
 
-# Every family on one odd shape in the default suite; the 1x1 image and the 21x35 one (two
-# tiles of 32) compile more shapes per family (~10-35 s each here): slow. (Tiles of the tiny L3C
-# stay in the default suite: test_codec_tiles_roundtrip_and_count.)
-@pytest.mark.parametrize("shape", [pytest.param((1, 1), marks=pytest.mark.slow), (7, 9),
-                                   pytest.param((21, 35), marks=pytest.mark.slow)])
+# Slow: every family compiles its coder at several shapes (~10-35 s each here). In the default
+# suite the shipped model's golden files stand for the pyramid families
+# (test_shipped_model.py).
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (21, 35)])
+@pytest.mark.slow
 def test_codec_pyramid_roundtrip_odd_sizes_modes_and_tiles(pyramid_model, np_rng, shape):
   x = np_rng.integers(0, 256, shape + (4,)).astype(np.uint8)
   _roundtrip(pyramid_model, images.from_array(x[..., :3]))
@@ -409,6 +415,7 @@ def test_codec_pyramid_roundtrip_odd_sizes_modes_and_tiles(pyramid_model, np_rng
   _roundtrip(pyramid_model, images.ImageData(np.ascontiguousarray(x), "RGBA"), tile_size=32)
 
 
+@pytest.mark.slow
 def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
   yy, xx = np.mgrid[0:21, 0:35]
   smooth = np.stack([yy * 9, xx * 6, (yy + xx) * 4], -1).astype(np.uint8)
@@ -431,11 +438,10 @@ def test_codec_pyramid_streams_and_bits(pyramid_model, np_rng):
     codec.decode(data, model_io.random_model(pyramid_model.config, seed=1))
 
 
-# The shipped model's family in the default suite; each other family compiles its training loss
-# and the coder at one more shape (~10-25 s each here): slow.
-@pytest.mark.parametrize("family", [
-    f if f == "rgb_interlaced" else pytest.param(f, marks=pytest.mark.slow)
-    for f in sorted(PYRAMID_VARIANTS)])
+# Slow: each family compiles its training loss and the coder at one more shape (~10-25 s each
+# here).
+@pytest.mark.parametrize("family", sorted(PYRAMID_VARIANTS))
+@pytest.mark.slow
 def test_codec_pyramid_estimate_equals_the_training_loss(family, np_rng):
   """The coder's per-phase heads (causal: later phases unknown) give the same bits as the
   training forward pass (teacher forcing) of the form it codes with (the exact one): the model

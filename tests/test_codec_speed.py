@@ -206,6 +206,7 @@ def _images(rng):
           (images.ImageData(np.ascontiguousarray(x), "RGBA"), {"tile_size": 32})]
 
 
+@pytest.mark.slow
 def test_window_coding_with_many_escapes_in_small_blocks(pyramid_model, monkeypatch):
   """Blocks of 64 rows on both sides: many blocks per channel, so the wavefront order really
   interleaves and escapes sit in many blocks; a noise image under a model with broad heads
@@ -224,8 +225,10 @@ def test_window_coding_with_many_escapes_in_small_blocks(pyramid_model, monkeypa
   assert abs(excess_bits) < 64 * num_streams + 1e-3 * sum(enc.theory_bits.values())
 
 
-# pyramid: slow (67 s in CI); the shipped pyramid model's golden files check its bytes by default
-@pytest.mark.parametrize("which", ["l3c", pytest.param("pyramid", marks=pytest.mark.slow)])
+# Slow (l3c ~85 s, pyramid ~67 s in CI); by default the shipped model's golden files check the
+# bytes of the fast paths.
+@pytest.mark.parametrize("which", ["l3c", "pyramid"])
+@pytest.mark.slow
 def test_fast_paths_give_the_bytes_of_the_plain_ones(which, l3c_model, pyramid_model,
                                                      monkeypatch):
   """Interval coding and tile threads against whole tables, one tile at a time: same bytes
@@ -244,6 +247,7 @@ def test_fast_paths_give_the_bytes_of_the_plain_ones(which, l3c_model, pyramid_m
     np.testing.assert_array_equal(back.pixels, image.pixels)
 
 
+@pytest.mark.slow
 def test_progress_is_reported_and_ends_at_the_total(pyramid_model):
   # 32x64 in 32x32 tiles: several tiles of one shape (45x70 made four tile shapes to compile,
   # ~55 s on the loaded 2-core machine; odd tile shapes are test_fast_paths_*'s and
@@ -269,6 +273,7 @@ def test_progress_is_reported_and_ends_at_the_total(pyramid_model):
   assert codec.encode(image, pyramid_model, tile_size=32, method="model")[0] == data
 
 
+@pytest.mark.slow
 def test_compiled_shapes_are_bounded_so_many_image_sizes_do_not_exhaust_memory_maps(
     pyramid_model, monkeypatch):
   """Each new tile shape's executables stay mapped until JAX's caches are cleared; past

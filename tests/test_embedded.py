@@ -82,6 +82,7 @@ def test_auto_codes_a_palette_photo_below_its_png_without_the_model(model, monke
   _same(codec.decode(data, model)[0], image)
 
 
+@pytest.mark.slow
 def test_auto_is_never_larger_than_png_or_the_model(model, np_rng):
   smooth = photo.photo(48, 40)
   noise = np_rng.integers(0, 256, (24, 40, 3)).astype(np.uint8)
@@ -119,6 +120,7 @@ def test_embedded_decoding_is_bounded_by_the_stream_length(model, np_rng):
                                 streams), None)
 
 
+@pytest.mark.slow
 def test_model_coded_files_still_need_their_model(model, np_rng):
   data, _ = codec.encode(images.from_array(photo.photo(16, 16)), model, method="model")
   with pytest.raises(CodecError, match="give the model that encoded it"):
@@ -145,6 +147,7 @@ def _png_with_metadata(tmp_path):
   return path
 
 
+@pytest.mark.slow
 def test_png_metadata_round_trips_through_a_file(model, tmp_path):
   path = _png_with_metadata(tmp_path)
   image = images.read_image(path)

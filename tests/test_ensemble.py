@@ -17,8 +17,9 @@ def _batches(n):
   return [jnp.asarray(rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)) for _ in range(n)]
 
 
-# loop: slow (49 s in CI)
-@pytest.mark.parametrize("mode", [pytest.param("loop", marks=pytest.mark.slow), "vmap"])
+# Slow: ~50 s each here.
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+@pytest.mark.slow
 def test_sweep_members_equal_separate_runs(mode):
   tx = step_lib.make_optimizer(TrainConfig(learning_rate=1e-3), 100)
   seeds, lrs = [0, 1], [1.0, 2.0]

@@ -1,5 +1,6 @@
 """One evaluation path: `l3c-jax eval`, experiments/evaluate.py and experiments/reproduce_table.py
-give the same bpp and bpsp for the same gray, palette and RGB images (counting.py's rule)."""
+give the same bpp and bpsp for the same gray, palette and RGB images (counting.py's rule), pixels
+only (an ICC profile is not counted)."""
 
 import io
 import json
@@ -28,6 +29,9 @@ def setup(tmp_path_factory, model_dir):
   Image.fromarray(rgb).save(data / "1_rgb.png")
   Image.fromarray(rgb).convert("L").save(data / "2_gray.png")
   Image.fromarray(rgb).quantize(16).save(data / "3_palette.png")
+  # The rgb image again with a 3 KB ICC profile: pixels only are counted (the classical codecs
+  # are given no metadata either), so it must cost what 1_rgb.png costs.
+  Image.fromarray(rgb).save(data / "4_rgb_icc.png", icc_profile=rng.bytes(3000))
   return str(model_dir), str(data), root
 
 
@@ -44,6 +48,7 @@ def _launcher_rows(results_json, method):
   return {r["image"]: r for r in rows if r["method"] == method}
 
 
+@pytest.mark.slow
 def test_cli_eval_evaluate_and_reproduce_table_count_the_same_bpsp(setup, capsys):
   pytest.importorskip("imagecodecs")
   model_dir, data, root = setup
@@ -60,7 +65,8 @@ def test_cli_eval_evaluate_and_reproduce_table_count_the_same_bpsp(setup, capsys
   capsys.readouterr()
 
   h, w = SIZE
-  want_subpixels = {"1_rgb.png": 3 * h * w, "2_gray.png": h * w, "3_palette.png": h * w}
+  want_subpixels = {"1_rgb.png": 3 * h * w, "2_gray.png": h * w, "3_palette.png": h * w,
+                    "4_rgb_icc.png": 3 * h * w}
   assert set(by_cli) == set(by_eval) == set(by_table) == set(want_subpixels)
   for name, n in want_subpixels.items():
     c, e, t = by_cli[name], by_eval[name], by_table[name]
@@ -73,6 +79,8 @@ def test_cli_eval_evaluate_and_reproduce_table_count_the_same_bpsp(setup, capsys
     assert c["bpsp_estimated"] == pytest.approx(e["bpsp_theoretical"], rel=1e-9)
     assert e["bpsp_theoretical"] == pytest.approx(t["bpsp_theoretical"], rel=1e-9)
   assert by_eval["3_palette.png"]["mode"] == "P" and by_eval["2_gray.png"]["mode"] == "L"
+  for rows in (by_cli, by_eval, by_table):  # metadata is not counted
+    assert rows["4_rgb_icc.png"]["num_bytes"] == rows["1_rgb.png"]["num_bytes"]
 
 
 def test_counting_rule_is_pixels_times_channels_of_the_stored_mode():

@@ -232,6 +232,7 @@ def _child_digest(extra_env, prefix=()):
   return out.stdout.strip()
 
 
+@pytest.mark.slow
 def test_identical_under_xla_flags_and_one_thread():
   digests = {
       "default": _child_digest({"XLA_FLAGS": ""}),

@@ -136,6 +136,7 @@ def test_exact_log_prob_matches_the_float64_oracle(np_rng, coupled):
     np.testing.assert_array_equal(units, np.round(units))
 
 
+@pytest.mark.slow
 def test_exact_form_is_a_small_change_of_the_float_model():
   """The same parameters in exact form give nearly the same bits (quantization noise only),
   and gradients flow through the straight-through estimators."""

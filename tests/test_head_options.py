@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from l3c_jax import losses
 from l3c_jax.likelihood import dmll
@@ -60,6 +61,7 @@ def _zero_head_outputs(params, cfg):
   return p
 
 
+@pytest.mark.slow
 def test_pixel_mean_residual_predicts_the_upsampled_coarser_image_with_residual_coupling():
   p = _zero_head_outputs(_params(RES, 0), RES)
   x = jnp.asarray(np.random.default_rng(0).integers(0, 256, (1, 16, 16, 3)), jnp.float32)

@@ -48,6 +48,7 @@ def _step_jaxpr(cfg, **kw) -> str:
 
 
 @pytest.mark.parametrize("cfg", CONFIG_PARAMS, ids=lambda c: c.family)
+@pytest.mark.slow
 def test_float32_compute_is_the_float32_path_as_before(cfg):
   """compute_dtype float32 (the default) traces to the very program of a step that is not given
   a dtype at all (the code path before the option existed), with no bfloat16 anywhere.
@@ -63,6 +64,7 @@ def test_float32_compute_is_the_float32_path_as_before(cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIG_PARAMS, ids=lambda c: c.family)
+@pytest.mark.slow
 def test_bfloat16_step_computes_convs_in_bf16_and_keeps_float32_state(cfg):
   tx, state = _state(cfg)
   x = _batch()
@@ -101,6 +103,7 @@ def test_bfloat16_step_computes_convs_in_bf16_and_keeps_float32_state(cfg):
                  zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)))
 
 
+@pytest.mark.slow
 def test_bfloat16_heads_give_float32_mixture_parameters_and_the_codec_stays_float32():
   params = families.init_params(TINY, jax.random.key(0))
   x = jnp.asarray(_batch(), jnp.float32)

@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = L3CConfig(num_channels=4, num_res_blocks=1, latent_channels=2, num_mixtures=2)
 
 
+@pytest.mark.slow
 def test_zero_weight_padding_rows_leave_loss_gradient_and_metrics_unchanged():
   params = random_params(TINY, seed=3)
   x = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)

@@ -20,6 +20,7 @@ from conftest import random_params
 BASE = RGBInterlacedConfig(num_scales=2, num_channels=8, num_res_blocks=1, num_mixtures=2)
 
 
+@pytest.mark.slow
 def test_warm_start_into_deeper_heads_keeps_every_bit_and_the_new_blocks_train():
   deep = BASE.replace(head_res_blocks=2)
   source = random_params(BASE, seed=0)

@@ -35,6 +35,7 @@ def releases(tmp_path, monkeypatch, tiny_config, tiny_params):
   model_io._load_previous.cache_clear()  # pylint: disable=protected-access
 
 
+@pytest.mark.slow
 def test_files_of_the_previous_default_decode_without_a_model(tmp_path, np_rng, releases):
   old, new = releases
   pixels = np_rng.integers(0, 256, (11, 13, 3)).astype(np.uint8)
@@ -55,6 +56,7 @@ def test_files_of_the_previous_default_decode_without_a_model(tmp_path, np_rng, 
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "new.png")), pixels[:7])
 
 
+@pytest.mark.slow
 def test_files_of_an_unknown_model_are_refused_with_both_fingerprints(np_rng, releases,
                                                                       tiny_config):
   _, new = releases

@@ -241,9 +241,10 @@ def test_sample_given_scale_unconditional_with_continuous_latents(small_setup):
     sampling.sample_given_scale(cfg, params, x, 0, jax.random.key(0))
 
 
-# The interlaced pyramid (the shipped model's family, phase 0 given by the coarser image) in the
-# default suite; the phased bicubic pyramid compiles another network (~15-20 s here): slow.
-@pytest.mark.parametrize("subsample", [pytest.param(False, marks=pytest.mark.slow), True])
+# The interlaced pyramid (the shipped model's family, phase 0 given by the coarser image) and the
+# phased bicubic pyramid; slow: each compiles its network (~15-20 s here).
+@pytest.mark.parametrize("subsample", [False, True])
+@pytest.mark.slow
 def test_sample_given_scale_pyramid_phases(subsample):
   cls = RGBInterlacedConfig if subsample else RGBBicubicPhasedConfig
   cfg = cls(num_channels=4, num_res_blocks=1, num_mixtures=2, num_scales=2)
@@ -304,6 +305,7 @@ def run_script(name, model_dir, image, out, *extra_flags):
                             f"--output={out}", *extra_flags) == 0
 
 
+@pytest.mark.slow
 def test_sample_script_writes_grid(tmp_path, capsys, monkeypatch):
   model_dir, image, crop = write_small_model_and_image(tmp_path)
   out = str(tmp_path / "grid.png")

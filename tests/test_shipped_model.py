@@ -55,6 +55,12 @@ def golden_image(name: str) -> images.ImageData:
 
 NAMES = ("rgb", "gray", "rgba", "palette", "palette_auto")
 MODEL_CODED = ("rgb", "gray", "rgba", "palette")  # encoding must reproduce their bytes
+
+
+def _slow_but_rgb(names):
+  """The golden names as test parameters, each but rgb marked slow: every other mode compiles the
+  shipped model's exact steps at more shapes (~10-20 s each here)."""
+  return [n if n == "rgb" else pytest.param(n, marks=pytest.mark.slow) for n in names]
 FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
 FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
 MODEL1 = GOLDEN_DIR.parent / "model1"  # format 4 goldens of the first default model (v1)
@@ -111,7 +117,7 @@ def test_golden_manifest_matches_this_version(model):
   assert sorted(m["files"]) == sorted(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", _slow_but_rgb(NAMES))
 def test_golden_decodes_bit_exactly(model, name):
   data = (GOLDEN_DIR / f"{name}.l3c").read_bytes()
   assert _sha256(data) == _manifest()["files"][name]["sha256"]
@@ -124,9 +130,13 @@ def test_golden_decodes_bit_exactly(model, name):
   assert (stats.method == bitstream.METHOD_MODEL) == (name in MODEL_CODED)
 
 
-@pytest.mark.parametrize("folder,name", [(FORMAT2, n) for n in ("rgb", "gray", "palette")]
-                         + [(d, n) for d in (FORMAT3, MODEL1, MODEL2) for n in MODEL_CODED],
-                         ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
+# By default the rgb file of each earlier format and model; the other modes are slow (more
+# compiled shapes, ~5-12 s each here).
+@pytest.mark.parametrize("folder,name", [
+    (d, n) if n == "rgb" else pytest.param(d, n, marks=pytest.mark.slow)
+    for d, names in ((FORMAT2, ("rgb", "gray", "palette")), (FORMAT3, MODEL_CODED),
+                     (MODEL1, MODEL_CODED), (MODEL2, MODEL_CODED)) for n in names],
+    ids=lambda v: v.name if isinstance(v, pathlib.Path) else v)
 def test_files_of_earlier_formats_and_models_still_decode(model, folder, name):
   """Format 2 (no metadata) and format 3 (pixel steps with whole tables) files, and the earlier
   default models' files: each decoded, as a user would, with the shipped model it names."""
@@ -143,7 +153,7 @@ def test_files_of_earlier_formats_and_models_still_decode(model, folder, name):
   assert image.metadata == (() if version == 2 else want.metadata)
 
 
-@pytest.mark.parametrize("name", MODEL_CODED)
+@pytest.mark.parametrize("name", _slow_but_rgb(MODEL_CODED))
 def test_encoding_gives_the_golden_bytes(model, name):
   data, _ = codec.encode(golden_image(name), model, method="model")
   want = (GOLDEN_DIR / f"{name}.l3c").read_bytes()
@@ -151,6 +161,7 @@ def test_encoding_gives_the_golden_bytes(model, name):
   assert data == want, f"{name}: the bitstream changed (same length, other bytes)"
 
 
+@pytest.mark.slow
 def test_shipped_model_round_trip_and_information_bound(model):
   """The whole test photo (150 x 128): exact, and the file costs what the model says."""
   image = images.from_array(photo.photo(150, 128))

@@ -38,8 +38,9 @@ def _batch(seed=0, b=2, size=16):
   return jnp.asarray(np.clip(base + noise, 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("exact", [False, pytest.param(True, marks=pytest.mark.slow)],
-                         ids=["float", "exact"])  # exact: 37 s in CI
+# Slow: float ~25 s, exact ~37 s here.
+@pytest.mark.parametrize("exact", [False, True], ids=["float", "exact"])
+@pytest.mark.slow
 def test_train_step_loss_drops_on_repeated_batch(exact):
   """Float training, and quantization-aware training through the exact network
   (`--model.exact=true`, straight-through rounding): both learn."""
@@ -140,6 +141,7 @@ def compilation_cache(tmp_path):
   cc.reset_cache()
 
 
+@pytest.mark.slow
 def test_training_loop_checkpoints_and_resumes(tmp_path, capsys, compilation_cache):
   from l3c_jax.train import loop  # pylint: disable=g-import-not-at-top
   data = write_images(tmp_path / "data")
