@@ -40,8 +40,9 @@ def test_sweep_members_equal_separate_runs(mode):
     for a, b in zip(jax.tree_util.tree_leaves(ensemble.unstack(states, i).params),
                     jax.tree_util.tree_leaves(separate[i].params)):
       # vmap turns the convs into grouped convs (other summation order); RMSprop divides by
-      # sqrt(v), so 1-ulp gradient noise shows up at ~1e-6 in the updated weights.
-      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+      # sqrt(v), so 1-ulp gradient noise shows up at ~1e-6 in the updated weights; without
+      # LLVM's optimizations (tests/conftest.py) one weight in 400 moved by 4e-5 (of ~0.05).
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
   # The members really differ (different seeds and hyper-parameters).
   p0 = jax.tree_util.tree_leaves(ensemble.unstack(states, 0).params)[0]
   p1 = jax.tree_util.tree_leaves(ensemble.unstack(states, 1).params)[0]

@@ -46,9 +46,11 @@ def test_zero_weight_padding_rows_leave_loss_gradient_and_metrics_unchanged():
                                         has_aux=True))
   (loss, metrics), grads = plain_fn(params, x)
   (loss_p, metrics_p), grads_p = grad_fn(params, padded, w)
-  np.testing.assert_allclose(float(loss_p), float(loss), rtol=2e-5)
+  # A padding row that counted would move the loss by ~40 %; summing 8 rows instead of 5 moves it
+  # by float32 rounding only (4e-5 relative seen without LLVM's optimizations, tests/conftest.py).
+  np.testing.assert_allclose(float(loss_p), float(loss), rtol=2e-4)
   for k in metrics:
-    np.testing.assert_allclose(float(metrics_p[k]), float(metrics[k]), rtol=2e-5, err_msg=k)
+    np.testing.assert_allclose(float(metrics_p[k]), float(metrics[k]), rtol=2e-4, err_msg=k)
   for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads_p)):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-7)
   # Evaluation sums: the padded batch's equal the batch's, sub-pixel count included.
@@ -56,7 +58,7 @@ def test_zero_weight_padding_rows_leave_loss_gradient_and_metrics_unchanged():
   bits_p = jax.jit(lambda p, b, wt: step_lib.eval_step(p, b, TINY, wt))(params, padded, w)
   assert float(bits_p["num_subpixels"]) == 5 * 16 * 16 * 3
   for k in bits:
-    np.testing.assert_allclose(float(bits_p[k]), float(bits[k]), rtol=2e-5, err_msg=k)
+    np.testing.assert_allclose(float(bits_p[k]), float(bits[k]), rtol=2e-4, err_msg=k)
 
 
 def test_batch_layout_of_one_device_is_the_batch():
