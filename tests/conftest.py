@@ -11,6 +11,9 @@ einsum(...) + bias), which that setting rejects.
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  # Several test processes (setup.cfg: -n) may share one accelerator: none may take 75 % of it.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # The tests' tiny models spend most of their time in XLA's compiler, not running: without LLVM's
 # optimizations the default suite takes ~30 % less time. Exact numerics do not depend on it (the
 # golden files decode and encode to the same bytes either way; that is what the portable format
