@@ -26,7 +26,7 @@ TINY_PYRAMID = RGBInterlacedConfig(num_channels=8, num_res_blocks=1, num_mixture
 # The default suite checks the L3C family; the pyramid family (the same conv layers and dtype
 # policy, another network: ~15-50 s more per test here, mostly initializing and compiling its
 # step) runs with `-m slow`.
-CONFIG_PARAMS = [TINY, pytest.param(TINY_PYRAMID, marks=pytest.mark.slow)]
+CONFIG_PARAMS = [TINY, TINY_PYRAMID]
 
 
 def _batch(seed=0, b=2, size=16):

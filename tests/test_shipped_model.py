@@ -55,16 +55,16 @@ def golden_image(name: str) -> images.ImageData:
 
 NAMES = ("rgb", "gray", "rgba", "palette", "palette_auto")
 MODEL_CODED = ("rgb", "gray", "rgba", "palette")  # encoding must reproduce their bytes
+FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
+FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
+MODEL1 = GOLDEN_DIR.parent / "model1"  # format 4 goldens of the first default model (v1)
+MODEL2 = GOLDEN_DIR.parent / "model2"  # format 4 goldens of the second (v2 interim)
 
 
 def _slow_but_rgb(names):
   """The golden names as test parameters, each but rgb marked slow: every other mode compiles the
   shipped model's exact steps at more shapes (~10-20 s each here)."""
   return [n if n == "rgb" else pytest.param(n, marks=pytest.mark.slow) for n in names]
-FORMAT2 = GOLDEN_DIR.parent / "format2"  # format 2 goldens of l3c-jax 0.2 (without metadata)
-FORMAT3 = GOLDEN_DIR.parent / "format3"  # format 3 goldens (pixel steps with whole tables)
-MODEL1 = GOLDEN_DIR.parent / "model1"  # format 4 goldens of the first default model (v1)
-MODEL2 = GOLDEN_DIR.parent / "model2"  # format 4 goldens of the second (v2 interim)
 
 
 def _method(name: str) -> str:

@@ -61,7 +61,6 @@ def test_train_step_loss_drops_on_repeated_batch(exact):
   assert int(state.step) == 8
 
 
-@pytest.mark.slow  # ~11 s here: compiles its own train step
 def test_a_non_finite_step_is_skipped_on_the_device():
   """A NaN loss (here: a NaN quantizer sigma) or an infinite update leaves parameters and
   optimizer state exactly as they were, and says so in `nonfinite`; finite steps apply."""

@@ -26,6 +26,12 @@ beside it.
 from l3c_jax.data import images
 
 
+def read_image(path: str) -> images.ImageData:
+  """Reads an image the way every evaluation path counts it: its own mode, pixels only (the
+  module docstring). Raises what `images.read_image` raises."""
+  return images.read_image(path, metadata=False)
+
+
 def bits_per_pixel(num_bits: float, image: images.ImageData) -> float:
   """bpp = bits / (H * W) of the unpadded image."""
   return float(num_bits) / image.num_pixels

@@ -139,7 +139,7 @@ def evaluate(paths: Sequence[str], model, tile_size: int = codec.DEFAULT_TILE_SI
   rows, seen = [], set()
   for i, path in enumerate(files):
     try:
-      image = images.read_image(path, metadata=False)  # pixels only (`counting`)
+      image = counting.read_image(path)
     except (images.ImageError, OSError) as e:
       res = ImageResult(file=path, error=str(e))
     else:

@@ -1,9 +1,8 @@
 """Benchmark runner of `experiments/evaluate.py` and `experiments/reproduce_table.py`.
 
-Every image of every set is read once (`images.read_image`, its own mode kept, its metadata
-left out: `counting`) and coded by our
-model(s) through `evaluate.evaluate_image` (the same path as `l3c-jax eval`) and by each
-classical codec (`classical.code_image`); all are counted by `counting`.
+Every image of every set is read once (`counting.read_image`: its own mode, pixels only) and
+coded by our model(s) through `evaluate.evaluate_image` (the same path as `l3c-jax eval`) and by
+each classical codec (`classical.code_image`); all are counted by `counting`.
 """
 
 import dataclasses
@@ -68,7 +67,7 @@ def evaluate_images(eval_set: sets.EvalSet, paths: Sequence[str], codecs: Sequen
     name = os.path.basename(path)
     tag = f"[{eval_set.label} {i + 1}/{len(paths)}] {name}"
     try:
-      image = images.read_image(path, metadata=False)  # pixels only (`counting`)
+      image = counting.read_image(path)
     except (images.ImageError, OSError) as e:
       notes.append(f"{eval_set.label}/{name}: {e}")
       if progress:
